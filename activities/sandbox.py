@@ -1,0 +1,241 @@
+"""Sandbox activities: one per provider call, with the provider injected, and their options.
+
+Every activity is safe to retry: provision creates with an idempotency key, pause/resume/
+terminate are idempotent. Provider failures become `ApplicationError`s whose `type` is the
+provider error's class name and whose `non_retryable` flag says whether a retry can help.
+Credentials are resolved by the provider inside the activity; nothing secret is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import activity
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+from activities._options import ActivityOptions
+from provider.base import SandboxProvider
+from provider.errors import ProviderError
+from provider.models import (
+    EXEC_DEFAULT_TIMEOUT_SECONDS,
+    CapabilitiesInput,
+    CapabilityProfile,
+    ExecInput,
+    ExecResult,
+    KeepAliveInput,
+    KeepAliveResult,
+    PauseInput,
+    PauseResult,
+    ProvisionInput,
+    ProvisionResult,
+    ResumeInput,
+    ResumeResult,
+    TerminateInput,
+    TerminateResult,
+)
+
+T = TypeVar("T")
+
+EXEC_INTERRUPTED = "ExecInterrupted"
+"""A previous attempt was lost while its command ran: repeating the command is not safe."""
+
+NON_RETRYABLE_ERROR_TYPES = [
+    "CredentialsMissing",
+    "ProviderAuthError",
+    "InvalidRequest",
+    "SandboxGone",
+    "ExecTimeout",
+]
+"""Errors no retry can fix (also flagged `non_retryable` on the error itself)."""
+
+_EXEC_RUNNING = "exec-running"
+_DEFAULT_HEARTBEAT_INTERVAL = 5.0
+
+__all__ = [
+    "CAPABILITIES_OPTIONS",
+    "EXEC_INTERRUPTED",
+    "EXEC_OPTIONS",
+    "KEEP_ALIVE_OPTIONS",
+    "NON_RETRYABLE_ERROR_TYPES",
+    "PAUSE_OPTIONS",
+    "PROVISION_OPTIONS",
+    "RESUME_OPTIONS",
+    "TERMINATE_OPTIONS",
+    "ActivityOptions",
+    "SandboxActivities",
+    "to_application_error",
+]
+
+
+def _retry(
+    *,
+    initial: float = 1.0,
+    maximum: float = 30.0,
+    attempts: int = 0,
+    extra_non_retryable: tuple[str, ...] = (),
+) -> RetryPolicy:
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=initial),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=maximum),
+        maximum_attempts=attempts,
+        non_retryable_error_types=[*NON_RETRYABLE_ERROR_TYPES, *extra_non_retryable],
+    )
+
+
+PROVISION_OPTIONS = ActivityOptions(
+    # A create, a start-time read and the runner launch; E2B creates in well under a second.
+    start_to_close_timeout=timedelta(minutes=3),
+    heartbeat_timeout=timedelta(seconds=60),
+    # Creation is idempotent (the session's key): keep trying through 429s and outages for
+    # ten minutes, then fail the session rather than hold it forever.
+    schedule_to_close_timeout=timedelta(minutes=10),
+    retry_policy=_retry(maximum=30),
+)
+EXEC_OPTIONS = ActivityOptions(
+    # The command's own timeout (the seed's 600 s by default) plus the connect and the kill;
+    # the workflow raises this floor for a longer command timeout.
+    start_to_close_timeout=timedelta(seconds=EXEC_DEFAULT_TIMEOUT_SECONDS + 60),
+    heartbeat_timeout=timedelta(seconds=30),
+    # Retried only while the command has not started: the provider marks a failure after the
+    # start non-retryable, and an attempt lost while its command ran (worker crash, heartbeat
+    # timeout) is refused by the next one (`ExecInterrupted`). A command may push, publish or
+    # pay: running it twice is worse than reporting one failure.
+    retry_policy=_retry(maximum=10, attempts=3, extra_non_retryable=(EXEC_INTERRUPTED,)),
+)
+PAUSE_OPTIONS = ActivityOptions(
+    # A pause snapshots memory, about 4 s per GiB.
+    start_to_close_timeout=timedelta(minutes=5),
+    heartbeat_timeout=timedelta(seconds=60),
+    schedule_to_close_timeout=timedelta(minutes=30),
+    retry_policy=_retry(maximum=30),
+)
+RESUME_OPTIONS = ActivityOptions(
+    start_to_close_timeout=timedelta(minutes=2),
+    heartbeat_timeout=timedelta(seconds=60),
+    schedule_to_close_timeout=timedelta(minutes=30),
+    retry_policy=_retry(maximum=30),
+)
+KEEP_ALIVE_OPTIONS = ActivityOptions(
+    start_to_close_timeout=timedelta(seconds=30),
+    # Short enough to leave the sandbox's own timeout (>= 30 s past the last extension) room.
+    schedule_to_close_timeout=timedelta(minutes=5),
+    retry_policy=_retry(maximum=10),
+)
+TERMINATE_OPTIONS = ActivityOptions(
+    start_to_close_timeout=timedelta(minutes=1),
+    # A stray sandbox costs money until E2B's own timeout ends it; keep trying for E2B's
+    # maximum sandbox lifetime, after which it cannot exist anyway.
+    schedule_to_close_timeout=timedelta(hours=24),
+    retry_policy=_retry(maximum=300),
+)
+CAPABILITIES_OPTIONS = ActivityOptions(
+    start_to_close_timeout=timedelta(seconds=10),
+    retry_policy=_retry(maximum=5, attempts=3),
+)
+
+
+def to_application_error(err: ProviderError) -> ApplicationError:
+    """The one conversion of provider errors for Temporal: type, retryability, retry delay."""
+    return ApplicationError(
+        err.message,
+        type=err.type,
+        non_retryable=not err.retryable,
+        next_retry_delay=timedelta(seconds=err.retry_after) if err.retry_after else None,
+    )
+
+
+def _heartbeat_interval() -> float:
+    timeout = activity.info().heartbeat_timeout
+    if not timeout:
+        return _DEFAULT_HEARTBEAT_INTERVAL
+    return max(0.2, min(_DEFAULT_HEARTBEAT_INTERVAL, timeout.total_seconds() / 3))
+
+
+async def _run(call: Awaitable[T], *details: Any) -> T:
+    """Await the provider call as a task, heartbeating meanwhile (so a cancel reaches us and a
+    lost worker is noticed), with provider errors converted for Temporal."""
+    task = asyncio.ensure_future(call)
+    interval = _heartbeat_interval()
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=interval)
+            if done:
+                return task.result()
+            activity.heartbeat(*details)
+    except ProviderError as err:
+        activity.logger.info("%s failed: %s: %s", activity.info().activity_type, err.type, err)
+        raise to_application_error(err) from None
+    except asyncio.CancelledError:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise
+
+
+class SandboxActivities:
+    """The sandbox activities, bound to one provider (one per worker, shared by all tasks)."""
+
+    def __init__(self, provider: SandboxProvider) -> None:
+        self._provider = provider
+
+    @activity.defn(name="provision_sandbox")
+    async def provision_sandbox(self, input: ProvisionInput) -> ProvisionResult:
+        activity.logger.info(
+            "provision session=%s org=%s template=%s snapshot=%s runner_inline=%s",
+            input.session_id,
+            input.org_id,
+            input.pool.template_id,
+            input.pool.snapshot_id,
+            input.pool.launch_runner_inline,
+        )
+        return await _run(self._provider.provision(input))
+
+    @activity.defn(name="exec_command")
+    async def exec_command(self, input: ExecInput) -> ExecResult:
+        info = activity.info()
+        if info.attempt > 1 and _EXEC_RUNNING in (info.heartbeat_details or ()):
+            raise ApplicationError(
+                f"a previous attempt of this command in sandbox {input.ref.sandbox_id} was lost "
+                "while it ran; it is not run again",
+                type=EXEC_INTERRUPTED,
+                non_retryable=True,
+            )
+        activity.logger.info(
+            "exec sandbox=%s timeout=%ss background=%s",
+            input.ref.sandbox_id,
+            input.timeout_seconds,
+            input.background,
+        )
+        return await _run(self._provider.exec_command(input), _EXEC_RUNNING)
+
+    @activity.defn(name="pause_sandbox")
+    async def pause_sandbox(self, input: PauseInput) -> PauseResult:
+        activity.logger.info("pause sandbox=%s", input.ref.sandbox_id)
+        return await _run(self._provider.pause(input))
+
+    @activity.defn(name="resume_sandbox")
+    async def resume_sandbox(self, input: ResumeInput) -> ResumeResult:
+        activity.logger.info("resume sandbox=%s", input.ref.sandbox_id)
+        return await _run(self._provider.resume(input))
+
+    @activity.defn(name="keep_alive_sandbox")
+    async def keep_alive_sandbox(self, input: KeepAliveInput) -> KeepAliveResult:
+        return await _run(self._provider.keep_alive(input))
+
+    @activity.defn(name="terminate_sandbox")
+    async def terminate_sandbox(self, input: TerminateInput) -> TerminateResult:
+        activity.logger.info("terminate sandbox=%s", input.ref.sandbox_id)
+        return await _run(self._provider.terminate(input))
+
+    @activity.defn(name="sandbox_capabilities")
+    async def sandbox_capabilities(self, input: CapabilitiesInput) -> CapabilityProfile:
+        try:
+            return self._provider.capabilities(input.pool)
+        except ProviderError as err:
+            raise to_application_error(err) from None

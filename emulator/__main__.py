@@ -1,0 +1,7 @@
+"""`python -m emulator`: run the local E2B-compatible API."""
+
+import sys
+
+from .server import main
+
+sys.exit(main())

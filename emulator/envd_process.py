@@ -1,0 +1,223 @@
+"""envd's process service (Connect-RPC), as far as the e2b SDK uses it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from e2b.envd.process import process_pb as pb
+from e2b.envd.process.process_connect import Process
+from protobuf import Oneof
+
+from .errors import EmulatorError
+from .processes import ManagedProcess, ProcessConfig
+from .runtime import RuntimeError_
+
+if TYPE_CHECKING:
+    from connectrpc.request import RequestContext
+
+    from .sandboxes import Sandbox
+    from .server import EmulatorCore
+
+_SIGNALS = {pb.Signal.SIGKILL: signal.SIGKILL, pb.Signal.SIGTERM: signal.SIGTERM}
+_DEFAULT_KEEPALIVE = 50.0
+_DEADLINE_GRACE = 0.25
+
+
+def sandbox_of(core: EmulatorCore, ctx: RequestContext) -> Sandbox:
+    """The sandbox named by the request (the envd dispatcher already checked it is running)."""
+    sandbox_id = ctx.request_headers.get("e2b-sandbox-id", "")
+    sandbox = core.manager.sandboxes.get(sandbox_id)
+    if sandbox is None or sandbox.state != "running":
+        raise ConnectError(Code.UNAVAILABLE, f"The sandbox {sandbox_id} was not found")
+    return sandbox
+
+
+def _keepalive(ctx: RequestContext) -> float:
+    try:
+        return max(1.0, float(ctx.request_headers.get("keepalive-ping-interval", "")))
+    except ValueError:
+        return _DEFAULT_KEEPALIVE
+
+
+def _event(**kwargs: object) -> pb.ProcessEvent:
+    ((field, value),) = kwargs.items()
+    return pb.ProcessEvent(event=Oneof(field, value))
+
+
+class ProcessService(Process):
+    def __init__(self, core: EmulatorCore):
+        self.core = core
+
+    def _find(self, sandbox: Sandbox, selector: pb.ProcessSelector | None) -> ManagedProcess:
+        match selector.selector if selector is not None else None:
+            case Oneof(field="pid", value=pid):
+                process = sandbox.find_process(pid=pid)
+            case Oneof(field="tag", value=tag):
+                process = sandbox.find_process(tag=tag)
+            case _:
+                raise ConnectError(
+                    Code.INVALID_ARGUMENT, "a process selector (pid or tag) is required"
+                )
+        if process is None:
+            raise ConnectError(Code.NOT_FOUND, "process not found")
+        return process
+
+    async def list(self, request: pb.ListRequest, ctx: RequestContext) -> pb.ListResponse:
+        sandbox = sandbox_of(self.core, ctx)
+        return pb.ListResponse(
+            processes=[
+                pb.ProcessInfo(
+                    pid=p.pid,
+                    tag=p.config.tag,
+                    config=pb.ProcessConfig(
+                        cmd=p.config.cmd, args=p.config.args, envs=p.config.envs, cwd=p.config.cwd
+                    ),
+                )
+                for p in sandbox.running_processes()
+            ]
+        )
+
+    async def start(
+        self, request: pb.StartRequest, ctx: RequestContext
+    ) -> AsyncIterator[pb.StartResponse]:
+        sandbox = sandbox_of(self.core, ctx)
+        cfg = request.process
+        if cfg is None or not cfg.cmd:
+            raise ConnectError(Code.INVALID_ARGUMENT, "process.cmd is required")
+        if request.pty is not None:
+            raise ConnectError(
+                Code.UNIMPLEMENTED, "PTY processes are not supported by the emulator"
+            )
+        await self.core.chaos.delay("command")
+        config = ProcessConfig(
+            cmd=cfg.cmd,
+            args=list(cfg.args),
+            envs=dict(cfg.envs),
+            cwd=cfg.cwd if cfg.has_field("cwd") and cfg.cwd else None,
+            tag=request.tag if request.has_field("tag") else None,
+            stdin=request.stdin if request.has_field("stdin") else True,
+        )
+        try:
+            process = await sandbox.start_process(config)
+        except RuntimeError_ as e:
+            raise ConnectError(Code.INVALID_ARGUMENT, str(e)) from e
+        except EmulatorError as e:
+            raise ConnectError(Code.ALREADY_EXISTS, e.message) from e
+        timer = None
+        if ctx.timeout_ms is not None:
+            # As envd: the command's deadline bounds the process, not just the stream. The
+            # grace stands for the network: the client's own deadline fires first, as on E2B.
+            timer = asyncio.get_running_loop().call_later(
+                max(ctx.timeout_ms, 0) / 1000 + _DEADLINE_GRACE, process.send_signal, signal.SIGKILL
+            )
+        try:
+            async for event in self._stream(process, ctx):
+                yield pb.StartResponse(event=event)
+        finally:
+            if timer is not None and not process.running:
+                timer.cancel()
+
+    async def connect(
+        self, request: pb.ConnectRequest, ctx: RequestContext
+    ) -> AsyncIterator[pb.ConnectResponse]:
+        sandbox = sandbox_of(self.core, ctx)
+        process = self._find(sandbox, request.process)
+        async for event in self._stream(process, ctx):
+            yield pb.ConnectResponse(event=event)
+
+    async def _stream(
+        self, process: ManagedProcess, ctx: RequestContext
+    ) -> AsyncIterator[pb.ProcessEvent]:
+        """Start event, output, end event; DEADLINE_EXCEEDED when the call's timeout runs out."""
+        queue = process.subscribe()
+        keepalive = _keepalive(ctx)
+        loop = asyncio.get_running_loop()
+        deadline = None if ctx.timeout_ms is None else loop.time() + ctx.timeout_ms / 1000
+        try:
+            yield _event(start=pb.ProcessEvent.StartEvent(pid=process.pid))
+            while True:
+                wait = keepalive if deadline is None else min(keepalive, deadline - loop.time())
+                try:
+                    ev = await asyncio.wait_for(queue.get(), max(wait, 0))
+                except TimeoutError:
+                    if deadline is not None and loop.time() >= deadline:
+                        raise ConnectError(
+                            Code.DEADLINE_EXCEEDED, "the command's timeout ran out"
+                        ) from None
+                    yield _event(keepalive=pb.ProcessEvent.KeepAlive())
+                    continue
+                if ev.kind in ("stdout", "stderr"):
+                    data = pb.ProcessEvent.DataEvent(output=Oneof(ev.kind, ev.data))
+                    yield _event(data=data)
+                elif ev.kind == "end":
+                    end = pb.ProcessEvent.EndEvent(
+                        exit_code=ev.exit_code, exited=ev.exited, status=ev.status
+                    )
+                    yield _event(end=end)
+                    return
+                else:
+                    raise ConnectError(Code.UNAVAILABLE, ev.message)
+        finally:
+            process.unsubscribe(queue)
+
+    async def send_signal(
+        self, request: pb.SendSignalRequest, ctx: RequestContext
+    ) -> pb.SendSignalResponse:
+        sandbox = sandbox_of(self.core, ctx)
+        process = self._find(sandbox, request.process)
+        sig = _SIGNALS.get(request.signal)
+        if sig is None:
+            raise ConnectError(Code.INVALID_ARGUMENT, f"unsupported signal {request.signal}")
+        process.send_signal(sig)
+        return pb.SendSignalResponse()
+
+    async def _input(self, process: ManagedProcess, value: pb.ProcessInput | None) -> None:
+        match value.input if value is not None else None:
+            case Oneof(field="stdin", value=data):
+                try:
+                    await process.write_stdin(data)
+                except (BrokenPipeError, ConnectionResetError) as e:
+                    raise ConnectError(
+                        Code.FAILED_PRECONDITION, f"stdin of process {process.pid} is closed"
+                    ) from e
+            case Oneof(field="pty"):
+                raise ConnectError(Code.UNIMPLEMENTED, "PTY input is not supported")
+            case _:
+                raise ConnectError(Code.INVALID_ARGUMENT, "input is required")
+
+    async def send_input(
+        self, request: pb.SendInputRequest, ctx: RequestContext
+    ) -> pb.SendInputResponse:
+        sandbox = sandbox_of(self.core, ctx)
+        await self._input(self._find(sandbox, request.process), request.input)
+        return pb.SendInputResponse()
+
+    async def stream_input(
+        self, request: AsyncIterator[pb.StreamInputRequest], ctx: RequestContext
+    ) -> pb.StreamInputResponse:
+        sandbox = sandbox_of(self.core, ctx)
+        process: ManagedProcess | None = None
+        async for message in request:
+            match message.event:
+                case Oneof(field="start", value=start):
+                    process = self._find(sandbox, start.process)
+                case Oneof(field="data", value=data):
+                    if process is None:
+                        raise ConnectError(Code.FAILED_PRECONDITION, "start event must come first")
+                    await self._input(process, data.input)
+        return pb.StreamInputResponse()
+
+    async def close_stdin(
+        self, request: pb.CloseStdinRequest, ctx: RequestContext
+    ) -> pb.CloseStdinResponse:
+        sandbox = sandbox_of(self.core, ctx)
+        process = self._find(sandbox, request.process)
+        with contextlib.suppress(Exception):
+            process.close_stdin()
+        return pb.CloseStdinResponse()

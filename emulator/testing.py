@@ -1,0 +1,172 @@
+"""Helpers to run the emulator in tests and benchmarks: in-process or as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from .config import EmulatorConfig, FaultSettings, ScriptedFault
+from .records import SandboxRecord
+from .server import EmulatorCore, serve
+
+__all__ = ["EmulatorHandle", "EmulatorProcess", "running_emulator"]
+
+
+@dataclass
+class _Urls:
+    api_url: str
+    sandbox_url: str
+    api_key: str
+
+    def env(self) -> dict[str, str]:
+        """The variables that point the e2b SDK at this emulator."""
+        return {
+            "E2B_API_URL": self.api_url,
+            "E2B_SANDBOX_URL": self.sandbox_url,
+            "E2B_API_KEY": self.api_key,
+            "E2B_DOMAIN": "localhost",
+        }
+
+    def admin(self) -> httpx.AsyncClient:
+        """An HTTP client for the admin API (`/_emulator/...`), authenticated."""
+        return httpx.AsyncClient(
+            base_url=self.api_url, headers={"X-API-Key": self.api_key}, timeout=30
+        )
+
+    async def records_http(self) -> list[SandboxRecord]:
+        async with self.admin() as c:
+            r = await c.get("/_emulator/sandboxes")
+            r.raise_for_status()
+            return [SandboxRecord.model_validate(x) for x in r.json()]
+
+    async def set_faults_http(self, faults: FaultSettings) -> None:
+        async with self.admin() as c:
+            (
+                await c.put("/_emulator/faults", json=faults.model_dump(mode="json"))
+            ).raise_for_status()
+
+    async def reset_http(self) -> None:
+        async with self.admin() as c:
+            (await c.post("/_emulator/reset")).raise_for_status()
+
+
+@dataclass
+class EmulatorHandle(_Urls):
+    """A running in-process emulator, with direct access to its state."""
+
+    core: EmulatorCore = field(repr=False, default=None)  # type: ignore[assignment]
+
+    def set_faults(self, faults: FaultSettings | None = None, **kwargs: Any) -> None:
+        self.core.chaos.set_faults(faults or FaultSettings(**kwargs))
+
+    def fail_next(
+        self, operation: str, count: int = 1, status: int = 500, should_retry: bool | None = None
+    ) -> None:
+        """The next `count` calls of `operation` answer `status` (the SDK retries 429/502-504)."""
+        self.core.chaos.add_scripted(
+            ScriptedFault(
+                operation=operation, count=count, status=status, should_retry=should_retry
+            )
+        )
+
+    def set_latency(self, **latency: float) -> None:
+        self.core.chaos.set_latency(latency)
+
+    def reset_chaos(self) -> None:
+        """Back to the latency and faults the emulator was started with."""
+        self.core.chaos.reset()
+
+    def records(self) -> list[SandboxRecord]:
+        return [r.computed() for r in self.core.manager.records.values()]
+
+    def record(self, sandbox_id: str) -> SandboxRecord:
+        return self.core.manager.record(sandbox_id)
+
+    def live_sandboxes(self) -> list[str]:
+        return list(self.core.manager.sandboxes)
+
+    async def reset(self) -> None:
+        """Kill every sandbox, forget the records, restore latency and faults."""
+        await self.core.reset()
+
+
+@contextlib.asynccontextmanager
+async def running_emulator(**overrides: Any) -> AsyncIterator[EmulatorHandle]:
+    """Start the emulator in this event loop on free ports (unless given); stop it on exit."""
+    overrides.setdefault("port", 0)
+    overrides.setdefault("envd_port", 0)
+    overrides.setdefault("quiet", True)
+    config = EmulatorConfig(**overrides)
+    ready: asyncio.Future[EmulatorCore] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve(config, on_ready=ready.set_result))
+    done, _ = await asyncio.wait([ready, task], return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()  # raises the start-up error
+    core = ready.result()
+    handle = EmulatorHandle(
+        api_url=core.api_url, sandbox_url=core.sandbox_url, api_key=config.api_key or "", core=core
+    )
+    try:
+        yield handle
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class EmulatorProcess(_Urls):
+    """`python -m emulator` as a child process on free ports (for tests needing a separate one)."""
+
+    def __init__(self, *args: str, api_key: str = "e2b_test_emulator_key", env: dict | None = None):
+        self._args = list(args)
+        self._env = {**os.environ, **(env or {}), "E2B_API_KEY": api_key}
+        self.proc: subprocess.Popen[str] | None = None
+        super().__init__(api_url="", sandbox_url="", api_key=api_key)
+
+    def start(self, timeout: float = 20) -> EmulatorProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "emulator", "--port", "0", "--envd-port", "0", *self._args],
+            env=self._env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        m = re.search(r"API (\S+)\s+envd (\S+)", line)
+        if not m:
+            err = (
+                self.proc.stderr.read() if self.proc.stderr and self.proc.poll() is not None else ""
+            )
+            self.stop()
+            raise RuntimeError(f"emulator did not start: {line.strip()} {err.strip()}")
+        self.api_url, self.sandbox_url = m.group(1), m.group(2)
+        return self
+
+    def stop(self, timeout: float = 10) -> int | None:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def __enter__(self) -> EmulatorProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,70 @@
+"""The ledger's values: one cost event per (session, sandbox), and sums of them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Outcome = Literal["finished", "failed", "cancelled"]
+SummaryBy = Literal["session", "issue", "org"]
+
+_Seconds = Field(ge=0, allow_inf_nan=False)
+
+
+class CostEvent(BaseModel):
+    """What one sandbox cost one session: the shape `sessions costs --json` prints.
+
+    Paused seconds are recorded to prove they were billed nothing.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    session_id: str = Field(min_length=1)
+    org_id: str = Field(min_length=1)
+    issue_id: str | None = None
+    sandbox_id: str = Field(min_length=1)
+    template_id: str = Field(min_length=1)
+    started_at: AwareDatetime
+    ended_at: AwareDatetime
+    running_seconds: float = _Seconds
+    paused_seconds: float = _Seconds
+    wall_seconds: float = _Seconds
+    outcome: Outcome
+
+    @field_validator("started_at", "ended_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # One zone everywhere: the database stores UTC and gives UTC back.
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CostEvent:
+        if self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        return self
+
+    @property
+    def idempotency_key(self) -> str:
+        """The (session, sandbox) pair the database keeps unique: at most one row per key."""
+        return f"{self.session_id}/{self.sandbox_id}"
+
+
+class CostSummary(BaseModel):
+    """The cost events of one session, issue or org, summed (`sessions costs --by ...`)."""
+
+    key: str | None
+    """The session, issue or org id; None groups the events without an issue."""
+    by: SummaryBy
+    sessions: int = Field(ge=0)
+    running_seconds: float
+    paused_seconds: float
+    wall_seconds: float
+
+
+class RecordResult(BaseModel):
+    """`inserted` is False when the key was already there; `event` is always the stored row."""
+
+    inserted: bool
+    event: CostEvent

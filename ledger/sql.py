@@ -1,0 +1,212 @@
+"""The ledger on SQLAlchemy 2 async: SQLite (aiosqlite) by default, PostgreSQL (asyncpg)
+when several workers share it.
+
+Exactly-once comes from the database, not from the caller: `INSERT ... ON CONFLICT DO NOTHING` on
+the (session, sandbox) key, then the stored row is read back in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, get_args
+
+from sqlalchemy import ColumnElement, Connection, Row, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ledger._schema import cost_events, lock_for_migration, migrate
+from ledger.config import LedgerTarget, parse_ledger_url, resolve_ledger_url
+from ledger.errors import LedgerError, LedgerUnavailable
+from ledger.models import CostEvent, CostSummary, RecordResult, SummaryBy
+
+_EVENT_COLUMNS = tuple(CostEvent.model_fields)
+_GROUP_COLUMN = {"session": "session_id", "issue": "issue_id", "org": "org_id"}
+
+
+class SqlLedger:
+    """A `Ledger` on one SQLAlchemy async engine; safe for many workers on one database."""
+
+    def __init__(self, target: LedgerTarget) -> None:
+        self._target = target
+        self._engine = _engine(target)
+
+    @property
+    def url(self) -> str:
+        """Where the ledger lives, password masked."""
+        return self._target.display
+
+    @property
+    def backend(self) -> str:
+        return self._target.backend
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema; several workers may do this at the same moment."""
+        async with self._transaction(write=True) as conn:
+            await conn.run_sync(_locked_migrate)
+
+    async def record(self, event: CostEvent) -> RecordResult:
+        values = event.model_dump()
+        values["recorded_at"] = datetime.now(UTC)
+        returned = [cost_events.c[name] for name in _EVENT_COLUMNS]
+        async with self._transaction(write=True) as conn:
+            insert = (
+                _insert(conn)
+                .values(values)
+                .on_conflict_do_nothing(index_elements=["session_id", "sandbox_id"])
+            )
+            row = (await conn.execute(insert.returning(*returned))).first()
+            if row is not None:
+                return RecordResult(inserted=True, event=_event(row))
+            stored = (
+                await conn.execute(
+                    select(*returned).where(
+                        cost_events.c.session_id == event.session_id,
+                        cost_events.c.sandbox_id == event.sandbox_id,
+                    )
+                )
+            ).one()
+        return RecordResult(inserted=False, event=_event(stored))
+
+    async def events(
+        self,
+        *,
+        session_id: str | None = None,
+        org_id: str | None = None,
+        issue_id: str | None = None,
+    ) -> list[CostEvent]:
+        query = select(*(cost_events.c[name] for name in _EVENT_COLUMNS)).order_by(
+            cost_events.c.started_at, cost_events.c.session_id, cost_events.c.sandbox_id
+        )
+        filters: dict[str, str | None] = {
+            "session_id": session_id,
+            "org_id": org_id,
+            "issue_id": issue_id,
+        }
+        for name, value in filters.items():
+            if value is not None:
+                query = query.where(cost_events.c[name] == value)
+        async with self._transaction() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_event(row) for row in rows]
+
+    async def summary(self, by: SummaryBy) -> list[CostSummary]:
+        if by not in get_args(SummaryBy):
+            raise LedgerError(f"cannot sum by {by!r}: choose one of session, issue, org")
+        key: ColumnElement[Any] = cost_events.c[_GROUP_COLUMN[by]]
+        query = (
+            select(
+                key.label("key"),
+                func.count(cost_events.c.session_id.distinct()).label("sessions"),
+                func.coalesce(func.sum(cost_events.c.running_seconds), 0.0).label("running"),
+                func.coalesce(func.sum(cost_events.c.paused_seconds), 0.0).label("paused"),
+                func.coalesce(func.sum(cost_events.c.wall_seconds), 0.0).label("wall"),
+            )
+            .group_by(key)
+            .order_by(key.is_(None), key)
+        )
+        async with self._transaction() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            CostSummary(
+                key=row.key,
+                by=by,
+                sessions=row.sessions,
+                running_seconds=row.running,
+                paused_seconds=row.paused,
+                wall_seconds=row.wall,
+            )
+            for row in rows
+        ]
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> SqlLedger:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def _transaction(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One transaction; a database failure becomes `LedgerUnavailable` (worth a retry)."""
+        try:
+            async with self._engine.connect() as conn:
+                if write:
+                    conn = await conn.execution_options(ledger_write=True)
+                async with conn.begin():
+                    yield conn
+        except LedgerError:
+            raise
+        except DBAPIError as err:
+            # The driver's own exception says most (asyncpg's sits behind SQLAlchemy's adapter).
+            raise LedgerUnavailable(f"ledger at {self.url}: {_reason(err.orig)}") from None
+        except (SQLAlchemyError, OSError) as err:
+            raise LedgerUnavailable(f"ledger at {self.url}: {_reason(err)}") from None
+
+
+async def open_ledger(url: str | None = None) -> SqlLedger:
+    """Open the ledger (argument > `LEDGER_URL` > SQLite in `SESSIONS_DATA_DIR`), schema ready."""
+    ledger = SqlLedger(parse_ledger_url(resolve_ledger_url(url)))
+    try:
+        await ledger.migrate()
+    except BaseException:
+        await ledger.close()
+        raise
+    return ledger
+
+
+def _engine(target: LedgerTarget) -> AsyncEngine:
+    engine = create_async_engine(
+        target.url,
+        connect_args=target.connect_args,
+        pool_pre_ping=True,
+    )
+    if target.backend == "sqlite":
+        _sqlite_transactions(engine)
+    return engine
+
+
+def _sqlite_transactions(engine: AsyncEngine) -> None:
+    """Let SQLAlchemy emit BEGIN (the sqlite3 driver's legacy mode skips it for DDL and SELECT).
+
+    Writes take the write lock up front (BEGIN IMMEDIATE) so concurrent writers queue on the
+    busy timeout instead of failing with "database is locked"; WAL lets readers run meanwhile.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("ledger_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _locked_migrate(conn: Connection) -> None:
+    lock_for_migration(conn)
+    migrate(conn)
+
+
+def _insert(conn: AsyncConnection) -> Any:
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(cost_events)
+
+
+def _event(row: Row[Any]) -> CostEvent:
+    return CostEvent.model_validate(dict(row._mapping))
+
+
+def _reason(err: BaseException | None) -> str:
+    """One line: the innermost driver error's class and first line (never the SQL or values)."""
+    inner = err.__cause__ if err is not None and err.__cause__ is not None else err
+    text = str(inner).strip()
+    line = text.splitlines()[0] if text else "no detail"
+    return f"{type(inner).__name__}: {line}"

@@ -1,0 +1,107 @@
+"""Sandbox providers: the `SandboxProvider` protocol, its models and errors, and E2B's.
+
+`provider.e2b` is the only module that imports the `e2b` SDK, and it is loaded on first use of
+its names: workflows import `provider.models`, which must not drag the SDK (and its network
+stack) into Temporal's workflow sandbox.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from provider.base import SandboxProvider
+from provider.capabilities import e2b_capabilities
+from provider.credentials import (
+    ChainCredentialSource,
+    CredentialSource,
+    EnvCredentialSource,
+    FileCredentialSource,
+    SharedEnvCredentialSource,
+    default_credentials,
+    org_key_var,
+)
+from provider.errors import (
+    CredentialsMissing,
+    ExecTimeout,
+    InvalidRequest,
+    ProviderAuthError,
+    ProviderError,
+    ProviderUnavailable,
+    RateLimited,
+    SandboxGone,
+)
+from provider.models import (
+    CapabilitiesInput,
+    CapabilityProfile,
+    ExecInput,
+    ExecResult,
+    KeepAliveInput,
+    KeepAliveResult,
+    PauseInput,
+    PauseResult,
+    PoolConfig,
+    ProvisionInput,
+    ProvisionResult,
+    ResumeInput,
+    ResumeResult,
+    RunnerLaunch,
+    SandboxHandle,
+    SandboxRef,
+    TerminateInput,
+    TerminateResult,
+)
+
+if TYPE_CHECKING:
+    from provider.e2b import E2BSandboxProvider, E2BSettings, session_idempotency_key
+
+_LAZY = {"E2BSandboxProvider", "E2BSettings", "session_idempotency_key"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from provider import e2b
+
+        return getattr(e2b, name)
+    raise AttributeError(f"module 'provider' has no attribute {name!r}")
+
+
+__all__ = [
+    "CapabilitiesInput",
+    "CapabilityProfile",
+    "ChainCredentialSource",
+    "CredentialSource",
+    "CredentialsMissing",
+    "E2BSandboxProvider",
+    "E2BSettings",
+    "EnvCredentialSource",
+    "ExecInput",
+    "ExecResult",
+    "ExecTimeout",
+    "FileCredentialSource",
+    "InvalidRequest",
+    "KeepAliveInput",
+    "KeepAliveResult",
+    "PauseInput",
+    "PauseResult",
+    "PoolConfig",
+    "ProviderAuthError",
+    "ProviderError",
+    "ProviderUnavailable",
+    "ProvisionInput",
+    "ProvisionResult",
+    "RateLimited",
+    "ResumeInput",
+    "ResumeResult",
+    "RunnerLaunch",
+    "SandboxGone",
+    "SandboxHandle",
+    "SandboxProvider",
+    "SandboxRef",
+    "SharedEnvCredentialSource",
+    "TerminateInput",
+    "TerminateResult",
+    "default_credentials",
+    "e2b_capabilities",
+    "org_key_var",
+    "session_idempotency_key",
+]

@@ -1,0 +1,363 @@
+"""`E2BSandboxProvider`: the `SandboxProvider` on E2B, through the official `e2b` SDK.
+
+The only module that imports `e2b` (with its error mapping in `_e2b_errors`). Every call
+resolves the org's key here, inside the activity, and hands it to the SDK per call; the key
+never leaves this module except in the SDK's request headers.
+
+Retries belong to Temporal: the SDK's own retries of 429/5xx answers are turned off
+(`retries=0`) so every attempt is visible in the workflow history and governed by one policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from e2b import AsyncSandbox
+from e2b.sandbox.commands.command_handle import CommandExitException
+
+from provider import _runner
+from provider._e2b_errors import mapped
+from provider.capabilities import e2b_capabilities
+from provider.credentials import CredentialSource, default_credentials, describe_source
+from provider.errors import ExecTimeout, InvalidRequest, ProviderError
+from provider.models import (
+    CapabilityProfile,
+    ExecInput,
+    ExecResult,
+    KeepAliveInput,
+    KeepAliveResult,
+    PauseInput,
+    PauseResult,
+    PoolConfig,
+    ProvisionInput,
+    ProvisionResult,
+    ResumeInput,
+    ResumeResult,
+    RunnerLaunch,
+    SandboxHandle,
+    SandboxRef,
+    TerminateInput,
+    TerminateResult,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 120.0
+"""One control-plane call (create, pause, connect...): a pause snapshots memory, ~4 s per GiB."""
+_STREAM_GRACE_SECONDS = 30.0
+"""The command stream outlives our own timer by this much, so our timeout fires first and we
+know it was the command's (envd's deadline would kill the process just the same)."""
+_KILL_TIMEOUT_SECONDS = 10.0
+MANAGED_BY = "session-worker"
+
+__all__ = ["E2BSandboxProvider", "E2BSettings", "session_idempotency_key"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class E2BSettings:
+    """Where E2B is: resolved once, argument > environment variable > the SDK's default."""
+
+    api_url: str | None = None
+    sandbox_url: str | None = None
+    domain: str | None = None
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
+
+    @classmethod
+    def resolve(
+        cls,
+        *,
+        api_url: str | None = None,
+        sandbox_url: str | None = None,
+        domain: str | None = None,
+        request_timeout: float | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> E2BSettings:
+        env = os.environ if environ is None else environ
+        if request_timeout is not None and request_timeout <= 0:
+            raise ValueError("request_timeout must be positive")
+        return cls(
+            api_url=api_url or env.get("E2B_API_URL") or None,
+            sandbox_url=sandbox_url or env.get("E2B_SANDBOX_URL") or None,
+            domain=domain or env.get("E2B_DOMAIN") or None,
+            request_timeout=request_timeout or DEFAULT_REQUEST_TIMEOUT_SECONDS,
+        )
+
+    def api_params(self, api_key: str) -> dict[str, Any]:
+        """The SDK's per-call options (`ApiParams`); None values fall to the SDK's defaults."""
+        params: dict[str, Any] = {
+            "api_key": api_key,
+            "request_timeout": self.request_timeout,
+            "retries": 0,
+        }
+        for name in ("api_url", "sandbox_url", "domain"):
+            value = getattr(self, name)
+            if value is not None:
+                params[name] = value
+        return params
+
+
+def session_idempotency_key(session_id: str) -> str:
+    """E2B's `Idempotency-Key` for a session's create: 1-255 chars of `[a-z0-9-]`.
+
+    A session id already in that alphabet is used as is; any other gets a readable slug plus a
+    hash of the exact id, so two distinct sessions never share a key.
+    """
+    key = f"session-{session_id}"
+    if len(key) <= 255 and re.fullmatch(r"[a-z0-9-]+", key):
+        return key
+    slug = re.sub(r"[^a-z0-9-]+", "-", session_id.lower()).strip("-")[:160]
+    digest = hashlib.sha256(session_id.encode("utf-8")).hexdigest()[:40]
+    return f"session-{slug}-{digest}" if slug else f"session-{digest}"
+
+
+class E2BSandboxProvider:
+    """E2B sandboxes through the official SDK. Safe to share between concurrent activities."""
+
+    name = "e2b"
+
+    def __init__(
+        self,
+        *,
+        credentials: CredentialSource | None = None,
+        api_url: str | None = None,
+        sandbox_url: str | None = None,
+        domain: str | None = None,
+        request_timeout: float | None = None,
+    ) -> None:
+        self._credentials = credentials if credentials is not None else default_credentials()
+        self.settings = E2BSettings.resolve(
+            api_url=api_url,
+            sandbox_url=sandbox_url,
+            domain=domain,
+            request_timeout=request_timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"E2BSandboxProvider(api_url={self.settings.api_url!r})"
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextlib.contextmanager
+    def _api(self, org_id: str, action: str, *, creating: bool = False) -> Iterator[dict]:
+        """The SDK options for one call with the org's key; SDK failures mapped on the way out."""
+        key = self._credentials.api_key(org_id)
+        hint = describe_source(self._credentials, org_id)
+        with mapped(action, secrets=(key,), auth_hint=hint, creating=creating):
+            yield self.settings.api_params(key)
+
+    async def _started_at(self, org_id: str, sandbox_id: str, fallback: datetime) -> datetime:
+        """The provider's own start time; the create call's return when it cannot be read."""
+        try:
+            with self._api(org_id, f"get sandbox {sandbox_id}") as opts:
+                info = await AsyncSandbox.get_info(sandbox_id, **opts)
+        except ProviderError as err:
+            log.warning("start time of sandbox %s unavailable (%s)", sandbox_id, err.type)
+            return fallback
+        started = info.started_at
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=UTC)
+        return started
+
+    async def _connect_running(self, ref: SandboxRef, opts: dict) -> AsyncSandbox:
+        """A handle on a running sandbox, never resuming a paused one behind the workflow's back
+        (E2B's connect would resume it, and bill it, for 5 minutes)."""
+        info = await AsyncSandbox.get_info(ref.sandbox_id, **opts)
+        if str(info.state) == "paused":
+            raise InvalidRequest(f"sandbox {ref.sandbox_id} is paused: resume it first")
+        return await AsyncSandbox.connect(ref.sandbox_id, **opts)
+
+    # ------------------------------------------------------------------ provision
+
+    async def provision(self, input: ProvisionInput) -> ProvisionResult:
+        pool = input.pool
+        if pool.snapshot_id:
+            handle, sandbox = await self._resume_snapshot(input)
+        else:
+            handle, sandbox = await self._create(input)
+        runner = None
+        if pool.launch_runner_inline:
+            runner = await self._launch_runner(input.org_id, sandbox, pool.runner_command)
+        return ProvisionResult(handle=handle, runner=runner, from_snapshot=bool(pool.snapshot_id))
+
+    async def _create(self, input: ProvisionInput) -> tuple[SandboxHandle, AsyncSandbox]:
+        pool = input.pool
+        metadata = {
+            "session_id": input.session_id,
+            "org_id": input.org_id,
+            "managed-by": MANAGED_BY,
+        }
+        if input.issue_id:
+            metadata["issue_id"] = input.issue_id
+        action = f"create sandbox from template {pool.template_id!r}"
+        with self._api(input.org_id, action, creating=True) as opts:
+            sandbox = await AsyncSandbox.create(
+                template=pool.template_id,
+                timeout=pool.timeout_seconds,
+                envs=dict(input.env_vars) or None,
+                metadata=metadata,
+                idempotency_key=session_idempotency_key(input.session_id),
+                **opts,
+            )
+        returned = _now()
+        started_at = await self._started_at(input.org_id, sandbox.sandbox_id, returned)
+        log.info("sandbox %s created for session %s", sandbox.sandbox_id, input.session_id)
+        handle = SandboxHandle(
+            sandbox_id=sandbox.sandbox_id, template_id=pool.template_id, started_at=started_at
+        )
+        return handle, sandbox
+
+    async def _resume_snapshot(self, input: ProvisionInput) -> tuple[SandboxHandle, AsyncSandbox]:
+        """A pool with `snapshotId` starts each session by resuming that paused sandbox; billing
+        starts when the resume returns (its original start was another session's)."""
+        pool = input.pool
+        snapshot_id = pool.snapshot_id or ""
+        with self._api(input.org_id, f"resume snapshot sandbox {snapshot_id}") as opts:
+            sandbox = await AsyncSandbox.connect(snapshot_id, timeout=pool.timeout_seconds, **opts)
+        started_at = _now()
+        log.info("sandbox %s resumed from snapshot for session %s", snapshot_id, input.session_id)
+        handle = SandboxHandle(
+            sandbox_id=sandbox.sandbox_id, template_id=pool.template_id, started_at=started_at
+        )
+        return handle, sandbox
+
+    async def _launch_runner(
+        self, org_id: str, sandbox: AsyncSandbox, command: str
+    ) -> RunnerLaunch:
+        """Start the runner detached, unless the pid file names a live one (a retry)."""
+        # The key is resolved again only for the mapping's scrubbing and hint.
+        with self._api(org_id, f"launch runner in sandbox {sandbox.sandbox_id}"):
+            try:
+                result = await sandbox.commands.run(
+                    _runner.launch_script(command),
+                    timeout=_runner.LAUNCH_TIMEOUT_SECONDS,
+                    request_timeout=self.settings.request_timeout,
+                )
+            except CommandExitException as err:
+                # The session fails here and would never terminate this sandbox: do it now.
+                with contextlib.suppress(Exception):
+                    await sandbox.kill()
+                raise InvalidRequest(
+                    f"runner launch in sandbox {sandbox.sandbox_id} exited {err.exit_code}: "
+                    f"{(err.stderr or '').strip()[:300]}"
+                ) from None
+        started, pid = _runner.parse_launch(result.stdout)
+        log.info(
+            "runner in sandbox %s %s (pid %s)",
+            sandbox.sandbox_id,
+            "started" if started else "already running",
+            pid,
+        )
+        return RunnerLaunch(command=command, pid=pid, log_path=_runner.RUNNER_LOG)
+
+    # ------------------------------------------------------------------ exec
+
+    async def exec_command(self, input: ExecInput) -> ExecResult:
+        """`/bin/bash -l -c <command>` (envd's way): a non-zero exit is a result, a timeout
+        an `ExecTimeout` after the command is killed."""
+        ref = input.ref
+        action = f"exec in sandbox {ref.sandbox_id}"
+        with self._api(ref.org_id, action) as opts:
+            sandbox = await self._connect_running(ref, opts)
+            handle = await sandbox.commands.run(
+                input.command,
+                background=True,
+                envs=dict(input.env) or None,
+                cwd=input.cwd,
+                # 0: no deadline. Otherwise envd's deadline stands behind our own timer.
+                timeout=0 if input.background else input.timeout_seconds + _STREAM_GRACE_SECONDS,
+                request_timeout=self.settings.request_timeout,
+            )
+            pid = handle.pid
+            if input.background:
+                await handle.disconnect()  # the process keeps running
+                return ExecResult(exit_code=0, stdout="", stderr="", pid=pid)
+            return await self._wait(handle, input, opts["api_key"])
+
+    async def _wait(self, handle: Any, input: ExecInput, key: str) -> ExecResult:
+        """The command's result; any failure from here on is not retryable: it may have run."""
+        sandbox_id = input.ref.sandbox_id
+        try:
+            with mapped(f"exec in sandbox {sandbox_id} (the command had started)", secrets=(key,)):
+                try:
+                    result = await asyncio.wait_for(handle.wait(), input.timeout_seconds)
+                except CommandExitException as err:
+                    result = err  # a non-zero exit is a result
+                except TimeoutError:
+                    await _kill_quietly(handle)
+                    raise ExecTimeout(
+                        f"command in sandbox {sandbox_id} ran past {input.timeout_seconds:g}s "
+                        f"and was killed (pid {handle.pid})"
+                    ) from None
+                except asyncio.CancelledError:
+                    await _kill_quietly(handle)  # the activity was cancelled: stop the command
+                    raise
+        except ProviderError as err:
+            err.retryable = False
+            raise
+        return ExecResult(
+            exit_code=result.exit_code,
+            stdout=result.stdout or "",
+            stderr=result.stderr or "",
+            pid=handle.pid,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def pause(self, input: PauseInput) -> PauseResult:
+        ref = input.ref
+        with self._api(ref.org_id, f"pause sandbox {ref.sandbox_id}") as opts:
+            paused_now = await AsyncSandbox.pause(ref.sandbox_id, **opts)
+        # E2B answers 409 for a sandbox already paused: the SDK returns False.
+        return PauseResult(paused_at=_now(), already_paused=not paused_now)
+
+    async def resume(self, input: ResumeInput) -> ResumeResult:
+        ref = input.ref
+        with self._api(ref.org_id, f"resume sandbox {ref.sandbox_id}") as opts:
+            # Always with a timeout: without one E2B gives a resumed sandbox 5 minutes.
+            await AsyncSandbox.connect(ref.sandbox_id, timeout=input.timeout_seconds, **opts)
+        return ResumeResult(resumed_at=_now())
+
+    async def keep_alive(self, input: KeepAliveInput) -> KeepAliveResult:
+        ref = input.ref
+        asked = _now()
+        with self._api(ref.org_id, f"extend sandbox {ref.sandbox_id}") as opts:
+            await AsyncSandbox.set_timeout(ref.sandbox_id, input.timeout_seconds, **opts)
+        expires_at = asked + timedelta(seconds=input.timeout_seconds)
+        try:
+            with self._api(ref.org_id, f"get sandbox {ref.sandbox_id}") as opts:
+                info = await AsyncSandbox.get_info(ref.sandbox_id, **opts)
+            end = info.end_at if info.end_at.tzinfo else info.end_at.replace(tzinfo=UTC)
+            expires_at = end
+        except ProviderError as err:
+            log.warning("expiry of sandbox %s unavailable (%s)", ref.sandbox_id, err.type)
+        return KeepAliveResult(expires_at=expires_at)
+
+    async def terminate(self, input: TerminateInput) -> TerminateResult:
+        ref = input.ref
+        with self._api(ref.org_id, f"kill sandbox {ref.sandbox_id}") as opts:
+            killed = await AsyncSandbox.kill(ref.sandbox_id, **opts)
+        if killed:
+            log.info("sandbox %s killed", ref.sandbox_id)
+        return TerminateResult(terminated_at=_now(), already_gone=not killed)
+
+    def capabilities(self, pool: PoolConfig | None = None) -> CapabilityProfile:
+        return e2b_capabilities(pool)
+
+
+async def _kill_quietly(handle: Any) -> None:
+    """Best effort: the sandbox may be gone already, and the caller is raising anyway."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(handle.kill(), _KILL_TIMEOUT_SECONDS)

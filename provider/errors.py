@@ -1,0 +1,50 @@
+"""The provider layer's exceptions: one root, each subclass says whether a retry can help."""
+
+from __future__ import annotations
+
+
+class ProviderError(Exception):
+    """Root of every failure the provider reports. `retryable` tells Temporal what to do."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+
+class CredentialsMissing(ProviderError):
+    """No E2B key for the org nor in the environment."""
+
+
+class ProviderAuthError(ProviderError):
+    """The key was refused."""
+
+
+class InvalidRequest(ProviderError):
+    """The provider refused the request's content (unknown template, bad value)."""
+
+
+class SandboxGone(ProviderError):
+    """The sandbox no longer exists (killed, expired, or past the provider's retention)."""
+
+
+class ExecTimeout(ProviderError):
+    """A command ran past its timeout; it was stopped, and repeating it would not help."""
+
+
+class RateLimited(ProviderError):
+    """The provider asked us to slow down (HTTP 429)."""
+
+    retryable = True
+
+
+class ProviderUnavailable(ProviderError):
+    """A transient fault: 5xx, a dropped connection, a timeout talking to the provider."""
+
+    retryable = True

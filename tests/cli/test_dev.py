@@ -1,0 +1,168 @@
+"""`sessions dev` as a person runs it: start, use, Ctrl-C, start again and find the session."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import httpx
+
+from .conftest import Cli, clean_env
+
+
+def _free_port(*, pair: bool = False) -> int:
+    """A free port (and, with `pair`, the next one free too: the emulator's envd)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port >= 65535:
+            continue
+        if not pair:
+            return port
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free port")
+
+
+def _processes_using(path: Path) -> list[str]:
+    """Processes whose command line or working directory mention `path` (orphans)."""
+    found = []
+    needle = str(path)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if needle in cmdline or cwd.startswith(needle):
+            found.append(f"{pid}: {cmdline[:200]}")
+    return found
+
+
+class Dev:
+    def __init__(self, home: Path, env: dict[str, str], ports: list[str]) -> None:
+        self.home, self.env, self.ports = home, env, ports
+        self.proc: asyncio.subprocess.Process | None = None
+        self.banner: list[str] = []
+
+    async def start(self) -> list[str]:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sessions", "dev", *self.ports,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.env,
+            cwd=self.home,
+        )
+        assert self.proc.stdout is not None
+        lines: list[str] = []
+        while not any(line.startswith("Ctrl-C stops everything") for line in lines):
+            raw = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+            if not raw:
+                err = await self.proc.stderr.read()  # type: ignore[union-attr]
+                raise AssertionError(f"sessions dev ended early: {lines} {err.decode()}")
+            lines.append(raw.decode().rstrip())
+        self.banner = lines
+        return lines
+
+    async def interrupt(self) -> tuple[int, str]:
+        """Ctrl-C: SIGINT, as a terminal sends it."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(self.proc.communicate(), 60)
+        assert self.proc.returncode is not None
+        return self.proc.returncode, err.decode()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+
+
+async def test_dev_runs_the_stack_stops_on_ctrl_c_and_keeps_sessions(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port, ui_port, emu_port = _free_port(), _free_port(), _free_port(pair=True)
+    env = clean_env(SESSIONS_DATA_DIR=str(data))
+    ports = ["--port", str(port), "--ui-port", str(ui_port), "--emulator-port", str(emu_port)]
+    cli = Cli(env=env, cwd=tmp_path)  # no TEMPORAL_ADDRESS: it must find dev.env
+    dev = Dev(tmp_path, env, ports)
+    try:
+        banner = await dev.start()
+        text = "\n".join(banner)
+        assert f"http://127.0.0.1:{ui_port}" in text
+        assert "sessions start --org demo --template demo-runner" in text
+        assert (data / "dev.env").exists()
+        async with httpx.AsyncClient() as http:  # the Web UI answers
+            assert (await http.get(f"http://127.0.0.1:{ui_port}/")).status_code == 200
+
+        sid = (await cli("start", "--org", "demo", "--template", "demo-runner")).ok().out.strip()
+        for _ in range(100):
+            status = json.loads((await cli("status", sid, "--json")).ok().out)
+            if status["state"] == "running":
+                break
+            await asyncio.sleep(0.2)
+        assert status["state"] == "running" and status["template_id"] == "demo-runner"
+        ran = (await cli("exec", sid, "--", "cat /home/user/runner.log | head -1")).ok()
+        assert ran.out.strip(), "the demo runner writes its progress log"
+
+        code, err = await dev.interrupt()
+        assert code == 0 and "Traceback" not in err, err
+        assert not (data / "dev.env").exists()
+        assert _processes_using(data) == [] and _processes_using(tmp_path) == []
+        down = await cli("status", sid, "--address", f"127.0.0.1:{port}")
+        assert "cannot reach Temporal" in down.one_error_line()
+
+        await dev.start()  # the same data directory: the session is still there
+        listed = json.loads((await cli("list", "--json")).ok().out)
+        assert sid in [row["session_id"] for row in listed]
+        code, err = await dev.interrupt()
+        assert code == 0 and "Traceback" not in err, err
+        assert _processes_using(tmp_path) == []
+    finally:
+        dev.kill()
+
+
+async def test_dev_says_in_one_line_that_a_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        env = clean_env(SESSIONS_DATA_DIR=str(tmp_path / "data"))
+        result = await Cli(env=env, cwd=tmp_path)(
+            "dev", "--port", str(taken), "--ui-port", str(_free_port()),
+            "--emulator-port", str(_free_port(pair=True)),
+        )
+    line = result.one_error_line()
+    assert f"port {taken} (Temporal frontend, --port) is already in use" in line
+
+
+async def test_emulator_command_serves_the_demo_templates_until_sigterm(tmp_path: Path) -> None:
+    env = clean_env(SESSIONS_DATA_DIR=str(tmp_path / "data"))
+    proc = await Cli(env=env, cwd=tmp_path).spawn(
+        "emulator", "--port", "0", "--envd-port", "0", "--api-key", "e2b_cli_test"
+    )
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()  # type: ignore[union-attr]
+        assert line.startswith("E2B emulator: API http://127.0.0.1:"), line
+        api = line.split()[3]
+        async with httpx.AsyncClient(headers={"X-API-Key": "e2b_cli_test"}) as http:
+            created = await http.post(f"{api}/sandboxes", json={"templateID": "demo-runner"})
+            assert created.status_code == 201, created.text
+            assert created.json()["templateID"] == "demo-runner"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    bad = await Cli(env=env, cwd=tmp_path)("emulator", "--port", "many")
+    assert "'many' is not a valid integer" in bad.one_error_line()

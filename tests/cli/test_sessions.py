@@ -1,0 +1,165 @@
+"""Whole sessions driven through the `sessions` CLI, in both output modes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+from .conftest import CliStack, state_is
+
+STATUS_KEYS = {
+    "session_id",
+    "org_id",
+    "issue_id",
+    "state",
+    "sandbox_id",
+    "template_id",
+    "gates",
+    "running_seconds",
+    "paused_seconds",
+    "error",
+}
+GATE_KEYS = {"gate", "title", "state", "requested_at", "decided_at", "decided_by", "comment"}
+COST_KEYS = {
+    "session_id",
+    "org_id",
+    "issue_id",
+    "sandbox_id",
+    "template_id",
+    "started_at",
+    "ended_at",
+    "running_seconds",
+    "paused_seconds",
+    "wall_seconds",
+    "outcome",
+}
+
+
+async def test_a_whole_session_through_the_cli(cli_stack: CliStack) -> None:
+    cli = cli_stack.cli
+    started = (
+        await cli(
+            "start", "--org", "acme", "--issue", "ISS-7", "--template", "demo-runner",
+            "--env", "GREETING=hello", "--env", "EMPTY=",
+        )
+    ).ok()
+    sid = started.out.strip()
+    assert started.out == sid + "\n" and len(sid) == 12  # only the id: `S=$(sessions start ...)`
+    await cli_stack.wait_for(sid, state_is("running"), what="running")
+
+    # exec: output on the right streams, the command's own exit code
+    run = await cli("exec", sid, "--", 'echo "$GREETING"; echo oops >&2; exit 3')
+    assert (run.code, run.out, run.err) == (3, "hello\n", "oops\n"), run
+    words = (await cli("exec", sid, "--", "printf", "%s|", "a b", "$HOME")).ok()
+    assert words.out == "a b|$HOME|"  # several words are one argv, quoted, never re-split
+
+    # a gate pauses the sandbox; exec is refused while it waits
+    gate = (
+        await cli("gate", sid, "deploy", "--title", "Ship it", "--timeout", "15m")
+    ).ok()
+    assert "deploy" in gate.out
+    await cli_stack.wait_for(sid, state_is("paused"), what="paused at the gate")
+    paused_exec = await cli("exec", sid, "--", "true")
+    assert "paused at gate 'deploy'" in paused_exec.one_error_line()
+    assert "already requested" in (await cli("gate", sid, "deploy")).one_error_line()
+
+    status = json.loads((await cli("status", sid, "--json")).ok().out)
+    assert STATUS_KEYS <= status.keys()
+    assert (status["session_id"], status["org_id"], status["issue_id"]) == (sid, "acme", "ISS-7")
+    assert (status["state"], status["template_id"]) == ("paused", "demo-runner")
+    assert status["sandbox_id"] and status["running_seconds"] > 0
+    [g] = status["gates"]
+    assert GATE_KEYS <= g.keys()
+    assert (g["gate"], g["title"], g["state"], g["decided_by"]) == (
+        "deploy", "Ship it", "waiting", None
+    )
+
+    plain = (await cli("status", sid)).ok().out
+    assert "\x1b[" not in plain and "━" not in plain  # not a terminal: plain text
+    for expected in (f"session   {sid}", "state     paused", "deploy", "waiting", "Ship it"):
+        assert expected in plain, plain
+
+    # deciding: unknown gate, then approve, then a second decision
+    unknown = (await cli("approve", sid, "nope", "--by", "ana")).one_error_line()
+    assert "unknown gate 'nope'" in unknown and "deploy" in unknown
+    approved = (await cli("approve", sid, "deploy", "--by", "ana", "--comment", "lgtm")).ok()
+    assert "approved by ana" in approved.out
+    decided = (await cli("reject", sid, "deploy", "--by", "bob")).one_error_line()
+    assert "already approved by ana" in decided
+    await cli_stack.wait_for(sid, state_is("running"), what="resumed")
+    assert (await cli("exec", sid, "--", "echo back")).ok().out == "back\n"
+
+    # finish --wait reports the end; the session then takes no more messages
+    finished = (await cli("finish", sid, "--wait")).ok()
+    assert "finish requested" in finished.out
+    assert "finished" in finished.err.splitlines()[-1]
+    assert "has ended" in (await cli("finish", sid)).one_error_line()
+    assert "has ended" in (await cli("exec", sid, "--", "true")).one_error_line()
+    assert "has ended" in (await cli("approve", sid, "deploy", "--by", "x")).one_error_line()
+
+    final = json.loads((await cli("status", sid, "--json")).ok().out)
+    assert final["state"] == "finished" and final["paused_seconds"] > 0
+    assert final["gates"][0]["state"] == "approved"
+    assert (final["gates"][0]["decided_by"], final["gates"][0]["comment"]) == ("ana", "lgtm")
+
+    # the ledger: the contract's event, summed per org, and as a table with dollars
+    events = json.loads((await cli("costs", "--json")).ok().out)
+    [event] = [e for e in events if e["session_id"] == sid]
+    assert set(event) == COST_KEYS
+    assert (event["org_id"], event["issue_id"], event["template_id"], event["outcome"]) == (
+        "acme", "ISS-7", "demo-runner", "finished"
+    )
+    assert event["sandbox_id"] == final["sandbox_id"] and event["paused_seconds"] > 0
+    by_org = json.loads((await cli("costs", "--by", "org", "--json")).ok().out)
+    [acme] = [row for row in by_org if row["org_id"] == "acme"]
+    assert set(acme) == {"org_id", "sessions", "running_seconds", "paused_seconds", "wall_seconds"}
+    assert acme["sessions"] >= 1 and acme["running_seconds"] >= event["running_seconds"]
+    table = (await cli("costs", "--price-per-second", "1")).ok().out
+    assert sid in table and "total:" in table and "$1 per running second" in table
+
+    listed = json.loads((await cli("list", "--json")).ok().out)
+    [row] = [r for r in listed if r["session_id"] == sid]
+    assert STATUS_KEYS <= row.keys() and row["state"] == "finished"
+    assert row["workflow_status"] == "COMPLETED" and row["workflow_id"] == f"session-{sid}"
+    lines = (await cli("list")).ok().out.splitlines()
+    assert lines[0].split()[:3] == ["SESSION", "STATE", "ORG"]
+    assert any(line.split()[:3] == [sid, "finished", "acme"] for line in lines[1:])
+
+    # the same commands on a terminal: Rich tables, durations, dollars
+    rich_status = (await cli.on_terminal("status", sid)).ok().out
+    assert sid in rich_status and "finished" in rich_status and "gates" in rich_status
+    assert "━" in rich_status and "ana" in rich_status and "$" in rich_status
+    rich_list = (await cli.on_terminal("list")).ok().out
+    assert sid in rich_list and "━" in rich_list
+    rich_costs = (await cli.on_terminal("costs", "--by", "issue")).ok().out
+    assert "ISS-7" in rich_costs and "total:" in rich_costs and "━" in rich_costs
+
+
+async def test_start_wait_shows_progress_and_cancel_ends_it(cli_stack: CliStack) -> None:
+    cli = cli_stack.cli
+    sid = f"wait-{uuid.uuid4().hex[:8]}"
+    waiting = await cli.spawn("start", "--org", "beta", "--session-id", sid, "--wait")
+    try:
+        await cli_stack.wait_for(sid, state_is("running"), what="running")
+        await asyncio.sleep(0.7)  # let --wait see and print "running"
+        assert "cancel requested" in (await cli("cancel", sid)).ok().out
+        out, err = await asyncio.wait_for(waiting.communicate(), 60)
+    finally:
+        if waiting.returncode is None:
+            waiting.kill()
+    lines = err.decode().strip().splitlines()
+    assert out.decode() == sid + "\n"
+    assert waiting.returncode == 1
+    states = [line.split()[0] for line in lines[:-1]]
+    assert "running" in states and states[-1] == "cancelled", lines
+    assert lines[-1] == f"error: session {sid} was cancelled"
+
+    assert "has ended" in (await cli("cancel", sid)).one_error_line()
+    status = json.loads((await cli("status", sid, "--json")).ok().out)
+    assert status["state"] == "cancelled"
+    events = json.loads((await cli("costs", "--json")).ok().out)
+    assert [e["outcome"] for e in events if e["session_id"] == sid] == ["cancelled"]
+
+    again = await cli("start", "--org", "beta", "--session-id", sid)
+    assert f"session {sid} already exists" in again.one_error_line()

@@ -1,0 +1,109 @@
+"""`record_cost` as Temporal runs it: exactly-once under retries, bad input never retried."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.ledger import (
+    RECORD_COST_RETRY,
+    RECORD_COST_START_TO_CLOSE,
+    LedgerActivities,
+    RecordCostInput,
+    RecordCostResult,
+)
+from ledger import CostEvent, LedgerUnavailable, SqlLedger
+from ledger.config import parse_ledger_url
+from tests.ledger.events import T0, cost_event
+
+
+async def test_record_cost_inserts_then_reports_the_stored_row(
+    empty_ledger: SqlLedger, caplog: pytest.LogCaptureFixture
+) -> None:
+    activities = LedgerActivities(empty_ledger)
+    env = ActivityEnvironment()
+    first = cost_event()
+    with caplog.at_level(logging.INFO):
+        result = await env.run(activities.record_cost, RecordCostInput(event=first))
+    assert result == RecordCostResult(inserted=True, event=first)
+    [line] = [r.getMessage() for r in caplog.records if "cost event" in r.getMessage()]
+    assert "session=s-1" in line and "sandbox=sbx-1" in line
+    assert "running=125.500s" in line and "paused=3600.000s" in line and "inserted=True" in line
+
+    # The retry after a lost response: no new row, the first figures come back.
+    retried = await env.run(
+        activities.record_cost, RecordCostInput(event=cost_event(running_seconds=1.0))
+    )
+    assert retried == RecordCostResult(inserted=False, event=first)
+    assert await empty_ledger.events() == [first]
+
+
+async def test_two_attempts_at_once_insert_once(empty_ledger: SqlLedger) -> None:
+    activities = LedgerActivities(empty_ledger)
+    results = await asyncio.gather(
+        *(
+            ActivityEnvironment().run(activities.record_cost, RecordCostInput(event=cost_event()))
+            for _ in range(2)
+        )
+    )
+    assert sorted(result.inserted for result in results) == [False, True]
+    assert len(await empty_ledger.events()) == 1
+
+
+async def test_invalid_event_is_not_retryable(empty_ledger: SqlLedger) -> None:
+    # What another client could send: a model nobody validated.
+    bad = CostEvent.model_construct(
+        **{**cost_event().model_dump(), "running_seconds": -5.0, "ended_at": T0 - timedelta(1)}
+    )
+    with pytest.raises(ApplicationError) as err:
+        await ActivityEnvironment().run(
+            LedgerActivities(empty_ledger).record_cost, RecordCostInput.model_construct(event=bad)
+        )
+    assert err.value.type == "InvalidCostEvent"
+    assert err.value.non_retryable
+    assert "running_seconds" in str(err.value)
+    assert await empty_ledger.events() == []
+    assert "InvalidCostEvent" in RECORD_COST_RETRY.non_retryable_error_types
+
+
+async def test_database_down_is_retryable() -> None:
+    # A real refused connection (nothing listens on port 1), not a mock.
+    down = SqlLedger(parse_ledger_url("postgresql://bob:hunter2@127.0.0.1:1/empty_ledger"))
+    try:
+        with pytest.raises(LedgerUnavailable) as err:
+            await ActivityEnvironment().run(
+                LedgerActivities(down).record_cost, RecordCostInput(event=cost_event())
+            )
+    finally:
+        await down.close()
+    assert not isinstance(err.value, ApplicationError)  # Temporal retries any other error
+    assert "hunter2" not in str(err.value)
+
+
+def test_retry_policy_never_gives_up_but_backs_off() -> None:
+    assert RECORD_COST_RETRY.maximum_attempts == 0
+    assert RECORD_COST_RETRY.maximum_interval is not None
+    assert timedelta(seconds=30) <= RECORD_COST_RETRY.maximum_interval <= timedelta(minutes=10)
+    assert RECORD_COST_START_TO_CLOSE >= timedelta(seconds=10)
+
+
+def test_payloads_round_trip_through_the_workers_converter() -> None:
+    """What other Temporal clients send (plain JSON) decodes to the same event."""
+    from temporalio.api.common.v1 import Payload
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    converter = pydantic_data_converter.payload_converter
+    sent = RecordCostInput(event=cost_event(issue_id=None))
+    [payload] = converter.to_payloads([sent])
+    assert b'"started_at":"2025-03-14T09:26:53.589793Z"' in payload.data
+    [decoded] = converter.from_payloads([payload], [RecordCostInput])
+    assert decoded == sent
+
+    foreign = Payload(metadata=payload.metadata, data=payload.data.replace(b"Z", b"+00:00"))
+    [decoded] = converter.from_payloads([foreign], [RecordCostInput])
+    assert decoded == sent

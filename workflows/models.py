@@ -1,0 +1,199 @@
+"""The session workflow's messages: its input, status, gates, and one model per signal and update.
+
+Payloads are plain JSON objects (see CONTRACT.md), so any Temporal client can send them.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from provider.models import (
+    EXEC_DEFAULT_TIMEOUT_SECONDS,
+    ExecResult,
+    PoolConfig,
+    SandboxHandle,
+    validate_env,
+)
+
+WORKFLOW_TYPE = "SandboxSession"
+DEFAULT_TASK_QUEUE = "sandbox-sessions"
+DEFAULT_GATE_CEILING_SECONDS = 14 * 24 * 3600.0
+"""An abandoned approval must not keep a paused sandbox forever (E2B keeps paused ones ~30 days)."""
+
+SessionState = Literal[
+    "provisioning", "running", "paused", "terminating", "finished", "failed", "cancelled"
+]
+GateState = Literal["waiting", "approved", "rejected", "timed_out"]
+Outcome = Literal["finished", "failed", "cancelled"]
+OnTimeout = Literal["reject", "terminate"]
+
+_SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def workflow_id_for(session_id: str) -> str:
+    return f"session-{session_id}"
+
+
+def _printable(value: str, what: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{what} contains control characters")
+    if value != value.strip() or not value:
+        raise ValueError(f"{what} must be non-empty without surrounding spaces")
+    return value
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GateRequest(_Message):
+    """Payload of the `request_approval` signal and the `request_gate` update."""
+
+    gate: str = Field(max_length=128)
+    title: str | None = Field(None, max_length=500)
+    timeout_seconds: float | None = Field(None, gt=0, le=365 * 24 * 3600)
+    on_timeout: OnTimeout = "reject"
+
+    @field_validator("gate")
+    @classmethod
+    def _gate(cls, value: str) -> str:
+        return _printable(value, "gate")
+
+
+class GateDecision(_Message):
+    """Payload of the `approve`/`reject` signals and the `approve_gate`/`reject_gate` updates."""
+
+    gate: str = Field(max_length=128)
+    by: str = Field(max_length=200)
+    comment: str | None = Field(None, max_length=4000)
+
+    @field_validator("gate", "by")
+    @classmethod
+    def _names(cls, value: str) -> str:
+        return _printable(value, "gate and by")
+
+
+class FinishRequest(_Message):
+    """Payload of the `finish` signal: nothing yet, kept as an object so fields can follow."""
+
+
+class ExecRequest(_Message):
+    """Payload of the `exec` update."""
+
+    command: str = Field(min_length=1, max_length=128 * 1024)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = Field(None, max_length=4096)
+    timeout_seconds: float = Field(EXEC_DEFAULT_TIMEOUT_SECONDS, gt=0, le=24 * 3600)
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        return validate_env(value)
+
+
+class Gate(BaseModel):
+    gate: str
+    title: str | None = None
+    state: GateState = "waiting"
+    requested_at: datetime
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    comment: str | None = None
+    timeout_seconds: float | None = None
+    on_timeout: OnTimeout = "reject"
+
+
+class Segment(BaseModel):
+    """A stretch of the sandbox's life in one state, from provider-confirmed times."""
+
+    state: Literal["running", "paused"]
+    start: datetime
+    end: datetime | None = None
+
+
+class SessionCarry(BaseModel):
+    """What a continued-as-new run takes over from the run before it."""
+
+    state: SessionState
+    handle: SandboxHandle | None
+    gates: list[Gate]
+    segments: list[Segment]
+    finish_requested: bool = False
+    runs: int = 1
+
+
+class SessionInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str
+    org_id: str = Field(min_length=1, max_length=200)
+    issue_id: str | None = Field(None, max_length=200)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+    env_vars: dict[str, str] = Field(default_factory=dict)
+    keep_alive_interval_seconds: float | None = Field(None, gt=0)
+    """How often a running sandbox's timeout is extended; default a third of the pool's timeout."""
+    gate_ceiling_seconds: float = Field(DEFAULT_GATE_CEILING_SECONDS, gt=0)
+    """The longest any gate may wait, whatever its own timeout; then the session is terminated."""
+    continue_as_new_after_events: int | None = Field(None, ge=50)
+    """Continue-as-new at this history length too, not only when Temporal suggests it."""
+    carry: SessionCarry | None = None
+
+    @field_validator("session_id")
+    @classmethod
+    def _session_id(cls, value: str) -> str:
+        if not _SESSION_ID.match(value):
+            raise ValueError(
+                "session id must be 1-128 characters of letters, digits, '.', '_' or '-'"
+            )
+        return value
+
+    @field_validator("env_vars")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        return validate_env(value)
+
+
+class SessionStatus(BaseModel):
+    """The `status` query's answer and `sessions status --json`."""
+
+    session_id: str
+    org_id: str
+    issue_id: str | None
+    state: SessionState
+    sandbox_id: str | None
+    template_id: str
+    gates: list[Gate]
+    running_seconds: float
+    paused_seconds: float
+    error: str | None = None
+    runner_pid: int | None = None
+
+
+class SessionResult(BaseModel):
+    status: SessionStatus
+    outcome: Outcome
+    cost_recorded: bool
+
+
+__all__ = [
+    "DEFAULT_TASK_QUEUE",
+    "WORKFLOW_TYPE",
+    "ExecRequest",
+    "ExecResult",
+    "FinishRequest",
+    "Gate",
+    "GateDecision",
+    "GateRequest",
+    "Outcome",
+    "Segment",
+    "SessionCarry",
+    "SessionInput",
+    "SessionResult",
+    "SessionState",
+    "SessionStatus",
+    "workflow_id_for",
+]

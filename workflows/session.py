@@ -1,0 +1,552 @@
+"""`SandboxSession`: one durable workflow for the whole life of an agent's sandbox.
+
+provision → (launch runner) → run, pausing the sandbox at each approval gate until a human
+decides, → terminate → record the sandbox-seconds cost exactly once, whatever the ending.
+Times come from activity results (provider-confirmed) or `workflow.now()`, never the wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.ledger import (
+        RECORD_COST_RETRY,
+        RECORD_COST_START_TO_CLOSE,
+        LedgerActivities,
+        RecordCostInput,
+    )
+    from activities.sandbox import (
+        EXEC_OPTIONS,
+        KEEP_ALIVE_OPTIONS,
+        PAUSE_OPTIONS,
+        PROVISION_OPTIONS,
+        RESUME_OPTIONS,
+        TERMINATE_OPTIONS,
+        SandboxActivities,
+    )
+    from ledger import CostEvent
+    from provider.models import (
+        ExecInput,
+        ExecResult,
+        KeepAliveInput,
+        PauseInput,
+        ProvisionInput,
+        ProvisionResult,
+        ResumeInput,
+        SandboxHandle,
+        SandboxRef,
+        TerminateInput,
+    )
+    from workflows.models import (
+        WORKFLOW_TYPE,
+        ExecRequest,
+        FinishRequest,
+        Gate,
+        GateDecision,
+        GateRequest,
+        Outcome,
+        Segment,
+        SessionCarry,
+        SessionInput,
+        SessionResult,
+        SessionState,
+        SessionStatus,
+    )
+
+_ENDED: tuple[SessionState, ...] = ("finished", "failed", "cancelled")
+
+
+class _SessionEnded(Exception):
+    """Raised inside the run loop when the session must stop (finish, gate policy)."""
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class SandboxSession:
+    @workflow.init
+    def __init__(self, input: SessionInput) -> None:
+        self._input = input
+        carry = input.carry
+        self._state: SessionState = carry.state if carry else "provisioning"
+        self._handle: SandboxHandle | None = carry.handle if carry else None
+        self._gates: list[Gate] = list(carry.gates) if carry else []
+        self._segments: list[Segment] = list(carry.segments) if carry else []
+        self._finish = carry.finish_requested if carry else False
+        self._runs = carry.runs if carry else 1
+        self._runner_pid: int | None = None
+        self._error: str | None = None
+        self._end_reason: str | None = None
+        self._sandbox_lock = asyncio.Lock()
+
+    # ---------------------------------------------------------------- run
+
+    @workflow.run
+    async def run(self, input: SessionInput) -> SessionResult:
+        try:
+            if self._handle is None:
+                await self._provision()
+            await self._live()
+        except asyncio.CancelledError:
+            self._end_reason = "cancelled"
+            await self._compensate("cancelled")
+            raise
+        except _SessionEnded:
+            pass
+        except (ActivityError, ApplicationError) as err:
+            self._error = _describe(err)
+            workflow.logger.error("session failed: %s", self._error)
+            await self._compensate("failed")
+            raise ApplicationError(self._error, type="SessionFailed", non_retryable=True) from None
+        recorded = await self._compensate("finished")
+        await self._drain_handlers()
+        return SessionResult(status=self.status(), outcome="finished", cost_recorded=recorded)
+
+    async def _provision(self) -> None:
+        inp = self._input
+        result: ProvisionResult = await self._shielded(
+            SandboxActivities.provision_sandbox,
+            ProvisionInput(
+                session_id=inp.session_id,
+                org_id=inp.org_id,
+                issue_id=inp.issue_id,
+                pool=inp.pool,
+                env_vars=inp.env_vars,
+            ),
+            PROVISION_OPTIONS.kwargs(),
+            on_result=self._provisioned,
+        )
+        workflow.logger.info(
+            "sandbox %s provisioned (template %s, runner %s)",
+            result.handle.sandbox_id,
+            result.handle.template_id,
+            "launched" if result.runner else "from template",
+        )
+
+    def _provisioned(self, result: ProvisionResult) -> None:
+        self._handle = result.handle
+        self._runner_pid = result.runner.pid if result.runner else None
+        self._segments.append(Segment(state="running", start=result.handle.started_at))
+        self._state = "running"
+
+    async def _live(self) -> None:
+        """Run until finished: keep the sandbox alive, hold gates, continue-as-new when told."""
+        interval = timedelta(seconds=self._keep_alive_seconds())
+        next_keep_alive = workflow.now() + interval
+        while True:
+            if self._finish:
+                return
+            gate = self._next_gate()
+            if gate is not None:
+                await self._hold(gate)
+                next_keep_alive = workflow.now() + interval
+                continue
+            if self._should_continue_as_new():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self._carry_input())
+            try:
+                await workflow.wait_condition(
+                    lambda: (
+                        self._finish
+                        or self._next_gate() is not None
+                        or self._should_continue_as_new()
+                    ),
+                    timeout=max(next_keep_alive - workflow.now(), timedelta(seconds=1)),
+                )
+            except TimeoutError:
+                await self._keep_alive()
+                next_keep_alive = workflow.now() + interval
+
+    async def _keep_alive(self) -> None:
+        await workflow.execute_activity_method(
+            SandboxActivities.keep_alive_sandbox,
+            KeepAliveInput(ref=self._ref(), timeout_seconds=self._input.pool.timeout_seconds),
+            **KEEP_ALIVE_OPTIONS.kwargs(),
+        )
+
+    # ---------------------------------------------------------------- gates
+
+    def _next_gate(self) -> Gate | None:
+        return next((g for g in self._gates if g.state == "waiting"), None)
+
+    async def _hold(self, gate: Gate) -> None:
+        """Pause the sandbox while the gate waits for a human, then resume it."""
+        async with self._sandbox_lock:  # let a running exec finish first
+            pause = await self._shielded(
+                SandboxActivities.pause_sandbox,
+                PauseInput(ref=self._ref()),
+                PAUSE_OPTIONS.kwargs(),
+                on_result=lambda r: self._transition("paused", r.paused_at),
+            )
+        workflow.logger.info("gate %s waiting; sandbox paused at %s", gate.gate, pause.paused_at)
+        ceiling = self._input.gate_ceiling_seconds
+        limit = min(gate.timeout_seconds or ceiling, ceiling)
+        try:
+            await workflow.wait_condition(
+                lambda: gate.state != "waiting" or self._finish,
+                timeout=timedelta(seconds=limit),
+            )
+        except TimeoutError:
+            gate.state = "timed_out"
+            gate.decided_at = workflow.now()
+            policy = gate.on_timeout if gate.timeout_seconds and limit < ceiling else "terminate"
+            workflow.logger.info("gate %s timed out after %ss: %s", gate.gate, limit, policy)
+            if policy == "terminate":
+                self._end_reason = f"gate {gate.gate} timed out"
+                raise _SessionEnded() from None
+        if self._finish:
+            return
+        async with self._sandbox_lock:
+            await self._shielded(
+                SandboxActivities.resume_sandbox,
+                ResumeInput(ref=self._ref(), timeout_seconds=self._input.pool.timeout_seconds),
+                RESUME_OPTIONS.kwargs(),
+                on_result=lambda r: self._transition("running", r.resumed_at),
+            )
+
+    def _transition(self, state: str, at: datetime) -> None:
+        """Close the open segment and open one in `state`, at the provider-confirmed time."""
+        if self._segments and self._segments[-1].end is None:
+            if self._segments[-1].state == state:
+                return
+            self._segments[-1].end = at
+        self._segments.append(Segment(state=state, start=at))  # type: ignore[arg-type]
+        self._state = state  # type: ignore[assignment]
+
+    # ---------------------------------------------------------------- end
+
+    async def _compensate(self, outcome: Outcome) -> bool:
+        """Terminate the sandbox, then record its cost: every ending runs exactly this."""
+        if self._handle is None:
+            self._state = outcome
+            return False
+        self._state = "terminating"
+        ended_at: datetime
+        try:
+            term = await workflow.execute_activity_method(
+                SandboxActivities.terminate_sandbox,
+                TerminateInput(ref=self._ref()),
+                **TERMINATE_OPTIONS.kwargs(),
+            )
+            ended_at = term.terminated_at
+        except ActivityError as err:
+            # The cost is owed whether or not the kill went through; the reconciler mops up.
+            ended_at = workflow.now()
+            self._error = self._error or f"terminate failed: {_describe(err)}"
+            workflow.logger.error("terminate failed: %s", _describe(err))
+        if self._segments and self._segments[-1].end is None:
+            self._segments[-1].end = max(ended_at, self._segments[-1].start)
+        event = self._cost_event(outcome, ended_at)
+        result = await workflow.execute_activity_method(
+            LedgerActivities.record_cost,
+            RecordCostInput(event=event),
+            start_to_close_timeout=RECORD_COST_START_TO_CLOSE,
+            retry_policy=RECORD_COST_RETRY,
+        )
+        self._state = outcome
+        workflow.logger.info(
+            "session %s: %.3fs running, %.3fs paused billed",
+            outcome,
+            event.running_seconds,
+            event.paused_seconds,
+        )
+        return result.inserted or result.event.idempotency_key == event.idempotency_key
+
+    def _cost_event(self, outcome: Outcome, ended_at: datetime) -> CostEvent:
+        assert self._handle is not None
+        started_at = self._handle.started_at
+        ended_at = max(ended_at, started_at)
+        return CostEvent(
+            session_id=self._input.session_id,
+            org_id=self._input.org_id,
+            issue_id=self._input.issue_id,
+            sandbox_id=self._handle.sandbox_id,
+            template_id=self._handle.template_id,
+            started_at=started_at,
+            ended_at=ended_at,
+            running_seconds=self._seconds("running", ended_at),
+            paused_seconds=self._seconds("paused", ended_at),
+            wall_seconds=(ended_at - started_at).total_seconds(),
+            outcome=outcome,
+        )
+
+    # ---------------------------------------------------------------- messages
+
+    @workflow.signal(name="request_approval")
+    def request_approval(self, *payloads: Any) -> None:
+        request = self._parse(GateRequest, payloads, "request_approval")
+        if request is not None:
+            problem = self._gate_request_problem(request)
+            if problem:
+                workflow.logger.warning("request_approval ignored: %s", problem)
+            else:
+                self._add_gate(request)
+
+    @workflow.signal(name="approve")
+    def approve(self, *payloads: Any) -> None:
+        self._decide_signal(payloads, "approved", "approve")
+
+    @workflow.signal(name="reject")
+    def reject(self, *payloads: Any) -> None:
+        self._decide_signal(payloads, "rejected", "reject")
+
+    @workflow.signal(name="finish")
+    def finish(self, *payloads: Any) -> None:
+        if payloads and self._parse(FinishRequest, payloads, "finish") is None:
+            return
+        self._finish = True
+
+    @workflow.update(name="request_gate")
+    def request_gate(self, request: GateRequest) -> Gate:
+        return self._add_gate(request)
+
+    @request_gate.validator
+    def _validate_request_gate(self, request: GateRequest) -> None:
+        problem = self._gate_request_problem(request)
+        if problem:
+            raise ValueError(problem)
+
+    @workflow.update(name="approve_gate")
+    def approve_gate(self, decision: GateDecision) -> Gate:
+        return self._decide(decision, "approved")
+
+    @approve_gate.validator
+    def _validate_approve(self, decision: GateDecision) -> None:
+        self._check_decision(decision)
+
+    @workflow.update(name="reject_gate")
+    def reject_gate(self, decision: GateDecision) -> Gate:
+        return self._decide(decision, "rejected")
+
+    @reject_gate.validator
+    def _validate_reject(self, decision: GateDecision) -> None:
+        self._check_decision(decision)
+
+    @workflow.update(name="exec")
+    async def exec(self, request: ExecRequest) -> ExecResult:
+        async with self._sandbox_lock:
+            self._check_exec()  # a gate may have paused the sandbox while this one queued
+            return await workflow.execute_activity_method(
+                SandboxActivities.exec_command,
+                ExecInput(
+                    ref=self._ref(),
+                    command=request.command,
+                    env=request.env,
+                    cwd=request.cwd,
+                    timeout_seconds=request.timeout_seconds,
+                ),
+                **_exec_options(request.timeout_seconds),
+            )
+
+    @exec.validator
+    def _validate_exec(self, request: ExecRequest) -> None:
+        self._check_exec()
+
+    @workflow.query(name="status")
+    def status(self) -> SessionStatus:
+        now = workflow.now()
+        return SessionStatus(
+            session_id=self._input.session_id,
+            org_id=self._input.org_id,
+            issue_id=self._input.issue_id,
+            state=self._state,
+            sandbox_id=self._handle.sandbox_id if self._handle else None,
+            template_id=self._handle.template_id if self._handle else self._input.pool.template_id,
+            gates=[g.model_copy() for g in self._gates],
+            running_seconds=self._seconds("running", now),
+            paused_seconds=self._seconds("paused", now),
+            error=self._error,
+            runner_pid=self._runner_pid,
+        )
+
+    # ---------------------------------------------------------------- helpers
+
+    def _parse(self, model: type[Any], payloads: tuple[Any, ...], name: str) -> Any:
+        """Validate a signal's one JSON object; anything else is logged and ignored, never fatal.
+
+        Handlers take `*payloads` so that a signal sent with no argument, or with several,
+        still reaches this check instead of failing the workflow task.
+        """
+        if len(payloads) != 1 or not isinstance(payloads[0], dict):
+            workflow.logger.warning("%s signal ignored: the payload must be one JSON object", name)
+            return None
+        try:
+            return model.model_validate(payloads[0])
+        except ValidationError as err:
+            workflow.logger.warning("%s signal ignored: %s", name, _validation_message(err))
+            return None
+
+    def _gate_request_problem(self, request: GateRequest) -> str | None:
+        if self._state in _ENDED or self._state == "terminating" or self._finish:
+            return f"session has ended ({self._state}); no gate can be requested"
+        if any(g.gate == request.gate for g in self._gates):
+            return f"gate {request.gate!r} was already requested"
+        if len(self._gates) >= 1000:
+            return "too many gates on one session"
+        return None
+
+    def _add_gate(self, request: GateRequest) -> Gate:
+        gate = Gate(
+            gate=request.gate,
+            title=request.title,
+            requested_at=workflow.now(),
+            timeout_seconds=request.timeout_seconds,
+            on_timeout=request.on_timeout,
+        )
+        self._gates.append(gate)
+        workflow.logger.info("gate %s requested", gate.gate)
+        return gate
+
+    def _find_gate(self, name: str) -> Gate | None:
+        return next((g for g in self._gates if g.gate == name), None)
+
+    def _check_decision(self, decision: GateDecision) -> None:
+        gate = self._find_gate(decision.gate)
+        if gate is None:
+            known = ", ".join(g.gate for g in self._gates) or "none"
+            raise ValueError(f"unknown gate {decision.gate!r} (gates: {known})")
+        if gate.state != "waiting":
+            raise ValueError(
+                f"gate {gate.gate!r} is already {gate.state.replace('_', ' ')}"
+                + (f" by {gate.decided_by}" if gate.decided_by else "")
+            )
+
+    def _decide(self, decision: GateDecision, state: str) -> Gate:
+        self._check_decision(decision)
+        gate = self._find_gate(decision.gate)
+        assert gate is not None
+        gate.state = state  # type: ignore[assignment]
+        gate.decided_at = workflow.now()
+        gate.decided_by = decision.by
+        gate.comment = decision.comment
+        workflow.logger.info("gate %s %s by %s", gate.gate, state, decision.by)
+        return gate.model_copy()
+
+    def _decide_signal(self, payloads: tuple[Any, ...], state: str, name: str) -> None:
+        decision = self._parse(GateDecision, payloads, name)
+        if decision is None:
+            return
+        try:
+            self._decide(decision, state)
+        except ValueError as err:
+            workflow.logger.warning("%s signal ignored: %s", name, err)
+
+    def _check_exec(self) -> None:
+        if self._state == "paused":
+            gate = self._next_gate()
+            raise ApplicationError(
+                "session is paused"
+                + (f" at gate {gate.gate!r}" if gate else "")
+                + "; exec runs only while the sandbox is running",
+                type="SessionPaused",
+                non_retryable=True,
+            )
+        if self._state != "running" or self._finish:
+            raise ApplicationError(
+                f"session is {self._state}; exec runs only while the sandbox is running",
+                type="SessionNotRunning",
+                non_retryable=True,
+            )
+
+    def _ref(self) -> SandboxRef:
+        assert self._handle is not None
+        return SandboxRef(org_id=self._input.org_id, sandbox_id=self._handle.sandbox_id)
+
+    def _seconds(self, state: str, now: datetime) -> float:
+        total = 0.0
+        for seg in self._segments:
+            if seg.state == state:
+                end = seg.end or now
+                total += max((end - seg.start).total_seconds(), 0.0)
+        return round(total, 3)
+
+    def _keep_alive_seconds(self) -> float:
+        return self._input.keep_alive_interval_seconds or self._input.pool.timeout_seconds / 3
+
+    def _should_continue_as_new(self) -> bool:
+        if self._next_gate() is not None or self._finish:
+            return False
+        info = workflow.info()
+        limit = self._input.continue_as_new_after_events
+        return info.is_continue_as_new_suggested() or (
+            limit is not None and info.get_current_history_length() >= limit
+        )
+
+    async def _drain_handlers(self) -> None:
+        """Let in-flight updates (an exec the termination cut short) answer their callers."""
+        try:
+            await workflow.wait_condition(
+                workflow.all_handlers_finished, timeout=timedelta(minutes=2)
+            )
+        except TimeoutError:
+            workflow.logger.warning("ending with updates still running")
+
+    def _carry_input(self) -> SessionInput:
+        carry = SessionCarry(
+            state=self._state,
+            handle=self._handle,
+            gates=self._gates,
+            segments=self._segments,
+            finish_requested=self._finish,
+            runs=self._runs + 1,
+        )
+        return self._input.model_copy(update={"carry": carry})
+
+    async def _shielded(
+        self, method: Any, arg: Any, options: dict[str, Any], *, on_result: Any
+    ) -> Any:
+        """Run a sandbox-changing activity to its end even if the session is cancelled meanwhile.
+
+        Cancelling a pause or a provision half-way would leave the sandbox in a state the
+        workflow does not know, and the compensation must know what it is terminating.
+        """
+        handle = workflow.start_activity_method(method, arg, **options)
+        try:
+            result = await asyncio.shield(handle)
+        except asyncio.CancelledError:
+            try:
+                on_result(await handle)
+            except ActivityError as err:
+                workflow.logger.warning("interrupted step failed: %s", _describe(err))
+            raise
+        on_result(result)
+        return result
+
+
+def _exec_options(timeout_seconds: float) -> dict[str, Any]:
+    """The exec activity must be allowed to outlive the command it runs."""
+    options = EXEC_OPTIONS.kwargs()
+    floor = timedelta(seconds=timeout_seconds + 60)
+    if options["start_to_close_timeout"] < floor:
+        options["start_to_close_timeout"] = floor
+    return options
+
+
+def _describe(err: BaseException) -> str:
+    """The innermost message of an activity failure, in one line."""
+    cause: BaseException | None = err
+    while isinstance(cause, ActivityError) and cause.cause is not None:
+        cause = cause.cause
+    if isinstance(cause, ApplicationError) and cause.type:
+        return f"{cause.type}: {_one_line(cause)}"
+    return _one_line(cause or err)
+
+
+def _validation_message(err: ValidationError) -> str:
+    """Pydantic's errors in one line, without echoing the (possibly secret) input values."""
+    parts = []
+    for e in err.errors(include_url=False, include_input=False):
+        where = ".".join(str(x) for x in e["loc"]) or "payload"
+        parts.append(f"{where}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:500] or type(err).__name__
