@@ -9,23 +9,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import NoReturn
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import LedgerActivities, SandboxActivities
+from activities.reconcile import (
+    ReconcileActivities,
+    ReconcilerSettings,
+    ensure_reconciler_schedule,
+)
 from ledger import Ledger, LedgerError, open_ledger
 from provider import E2BSandboxProvider, SandboxProvider
+from provider.errors import ProviderError
 from sessions.connect import connect_temporal
 from sessions.connect import task_queue as resolve_task_queue
 from sessions.errors import SessionsError
+from telemetry import TracedProvider, temporal_runtime, worker_interceptors
+from telemetry import setup as setup_telemetry
+from telemetry.health import health_server
+from telemetry.logging import configure_logging
 from workflows import SandboxSession
+from workflows.reconciler import StraySandboxReconciler
 
 log = logging.getLogger("session_worker")
 
@@ -57,12 +70,13 @@ def build_worker(
     **worker_options: object,
 ) -> Worker:
     """A worker for the session workflow with its dependencies injected."""
-    sandbox = SandboxActivities(provider)
+    sandbox = SandboxActivities(TracedProvider.wrap(provider))  # spans, latency, gauges
     billing = LedgerActivities(ledger)
+    reconcile = ReconcileActivities(provider, client, ledger)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[SandboxSession],
+        workflows=[SandboxSession, StraySandboxReconciler],
         activities=[
             sandbox.provision_sandbox,
             sandbox.exec_command,
@@ -72,6 +86,8 @@ def build_worker(
             sandbox.terminate_sandbox,
             sandbox.sandbox_capabilities,
             billing.record_cost,
+            reconcile.find_stray_sandboxes,
+            reconcile.reap_stray_sandbox,
         ],
         # Sessions mostly wait on humans: a parked workflow is cheap to cache, and the
         # activities are I/O-bound calls to E2B and the ledger.
@@ -80,6 +96,7 @@ def build_worker(
         max_concurrent_activities=max_concurrent_activities
         or _int_env("SESSIONS_MAX_CONCURRENT_ACTIVITIES", 200),
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        interceptors=worker_interceptors(client, worker_options.pop("interceptors", ())),  # type: ignore[arg-type]
         **worker_options,  # type: ignore[arg-type]
     )
 
@@ -93,7 +110,7 @@ async def run_worker(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run until `stop` is set, or SIGINT / SIGTERM arrives; then drain and return."""
-    client = client or await connect_temporal()
+    client = client or await connect_temporal(runtime=temporal_runtime())
     queue = resolve_task_queue(task_queue)
     ledger = await open_ledger(ledger_url)
     stop = stop or asyncio.Event()
@@ -102,19 +119,31 @@ async def run_worker(
         worker = build_worker(
             client, task_queue=queue, provider=provider or E2BSandboxProvider(), ledger=ledger
         )
+        await _ensure_reconciler(client, queue)
         log.info(
             "worker polling task queue %s on %s (namespace %s)",
             queue,
             client.service_client.config.target_host,
             client.namespace,
         )
-        async with worker:
+        async with health_server(client, worker, stop), worker:
             await stop.wait()
             log.info("stopping: draining in-flight tasks (up to %s)", GRACEFUL_SHUTDOWN)
     finally:
         for sig in installed:
             asyncio.get_running_loop().remove_signal_handler(sig)
         await ledger.close()
+
+
+async def _ensure_reconciler(client: Client, queue: str) -> None:
+    """The stray-sandbox Schedule, unless SESSIONS_RECONCILER=off; a failure only warns."""
+    settings = ReconcilerSettings.from_env()
+    if not settings.enabled:
+        return
+    try:
+        await ensure_reconciler_schedule(client, queue, settings)
+    except Exception as err:  # noqa: BLE001 - sessions run without it; the next start retries
+        log.warning("reconciler schedule not ensured: %s", err)
 
 
 def _install_signal_handlers(stop: asyncio.Event) -> list[signal.Signals]:
@@ -130,22 +159,41 @@ def _install_signal_handlers(stop: asyncio.Event) -> list[signal.Signals]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the worker, then end the process with `os._exit` (see `_exit`): never returns."""
     parser = argparse.ArgumentParser(prog="worker.py", description=__doc__.splitlines()[0])
     parser.add_argument("--task-queue", help="default: SESSIONS_TASK_QUEUE or sandbox-sessions")
     parser.add_argument("--ledger-url", help="default: LEDGER_URL or a SQLite file")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    _exit(_serve(args))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        configure_logging()
+        telemetry = setup_telemetry()
+    except (SessionsError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return getattr(err, "exit_code", 2)
     try:
         asyncio.run(run_worker(task_queue=args.task_queue, ledger_url=args.ledger_url))
-    except (SessionsError, LedgerError) as err:
+    except (SessionsError, LedgerError, ProviderError) as err:  # bad config: one line
         print(f"error: {err}", file=sys.stderr)
         return getattr(err, "exit_code", 1)
     except KeyboardInterrupt:
         pass
+    finally:
+        telemetry.shutdown()  # the last spans and metrics, before the process ends
     return 0
+
+
+def _exit(code: int) -> NoReturn:
+    """Flush, then leave without interpreter finalization: tearing down Temporal's Rust bridge
+    there can crash with PyGILState_Release (temporalio/sdk-python#300) and lose the exit code."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

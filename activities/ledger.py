@@ -14,6 +14,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from ledger import CostEvent, Ledger
+from telemetry.instruments import count_billed_seconds
 
 INVALID_COST_EVENT = "InvalidCostEvent"
 
@@ -59,6 +60,8 @@ class LedgerActivities:
                 non_retryable=True,
             ) from None
         result = await self._ledger.record(event)
+        if result.inserted:  # a repeat adds nothing: the metric sums to the ledger exactly
+            count_billed_seconds(result.event)
         activity.logger.info(
             "cost event session=%s sandbox=%s running=%.3fs paused=%.3fs inserted=%s",
             result.event.session_id,

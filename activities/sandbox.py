@@ -88,10 +88,15 @@ def _retry(
     )
 
 
+_LOST_WORKER = timedelta(seconds=20)
+"""How soon an attempt on a worker that died is retried elsewhere (heartbeats every few seconds):
+a crash then costs a session about 20 s, not a minute, while a slow E2B call (a pause is ~4 s
+per GiB) keeps heartbeating and is never cut short by it."""
+
 PROVISION_OPTIONS = ActivityOptions(
     # A create, a start-time read and the runner launch; E2B creates in well under a second.
     start_to_close_timeout=timedelta(minutes=3),
-    heartbeat_timeout=timedelta(seconds=60),
+    heartbeat_timeout=_LOST_WORKER,
     # Creation is idempotent (the session's key): keep trying through 429s and outages for
     # ten minutes, then fail the session rather than hold it forever.
     schedule_to_close_timeout=timedelta(minutes=10),
@@ -111,13 +116,13 @@ EXEC_OPTIONS = ActivityOptions(
 PAUSE_OPTIONS = ActivityOptions(
     # A pause snapshots memory, about 4 s per GiB.
     start_to_close_timeout=timedelta(minutes=5),
-    heartbeat_timeout=timedelta(seconds=60),
+    heartbeat_timeout=_LOST_WORKER,
     schedule_to_close_timeout=timedelta(minutes=30),
     retry_policy=_retry(maximum=30),
 )
 RESUME_OPTIONS = ActivityOptions(
     start_to_close_timeout=timedelta(minutes=2),
-    heartbeat_timeout=timedelta(seconds=60),
+    heartbeat_timeout=_LOST_WORKER,
     schedule_to_close_timeout=timedelta(minutes=30),
     retry_policy=_retry(maximum=30),
 )
@@ -129,6 +134,7 @@ KEEP_ALIVE_OPTIONS = ActivityOptions(
 )
 TERMINATE_OPTIONS = ActivityOptions(
     start_to_close_timeout=timedelta(minutes=1),
+    heartbeat_timeout=_LOST_WORKER,
     # A stray sandbox costs money until E2B's own timeout ends it; keep trying for E2B's
     # maximum sandbox lifetime, after which it cannot exist anyway.
     schedule_to_close_timeout=timedelta(hours=24),

@@ -21,6 +21,7 @@ COPY ledger ./ledger
 COPY emulator ./emulator
 COPY sessions ./sessions
 COPY bench ./bench
+COPY telemetry ./telemetry
 # The project's wheel plus a wheel for every dependency, resolved once, here.
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 

@@ -59,6 +59,11 @@ class FaultSettings(BaseModel):
     """Restrict the random faults to these operations (None: every operation)."""
     seed: int | None = None
     scripted: list[ScriptedFault] = Field(default_factory=list)
+    create_rate: float | None = Field(default=None, gt=0)
+    """E2B's create rate limit (creates per second, burst of the same size): extra creates are
+    answered 429 with `Retry-After`. Unset: no limit."""
+    max_running: int | None = Field(default=None, ge=1)
+    """E2B's concurrent-sandbox limit: a create while this many run is answered 429."""
 
 
 def _parse_latency(value: Any) -> dict[str, float]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -153,6 +153,8 @@ class ControlPlane:
                 return await handler(request)
             except EmulatorError as e:
                 return e.response()
+            except ClientDisconnect:  # the caller gave up (or was killed) during the delay
+                return Response(status_code=499)
 
         return run
 
@@ -162,6 +164,10 @@ class ControlPlane:
         key = request.headers.get("idempotency-key")
         if key is not None and not _IDEMPOTENCY_KEY.match(key):
             raise EmulatorError(400, "Idempotency-Key must be 1-255 characters of [a-z0-9-]")
+        manager = self.core.manager
+        if key is None or not manager.knows_idempotency_key(key):  # a replay is no new sandbox
+            running = sum(1 for s in manager.sandboxes.values() if s.state == "running")
+            self.core.chaos.check_create_limits(running)
         sandbox = await self.core.manager.create(
             template_id=body.template_id,
             timeout=body.timeout,

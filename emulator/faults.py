@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
+import time
+from collections import Counter
 
 from .config import FaultSettings, ScriptedFault
 from .errors import EmulatorError
@@ -24,6 +27,10 @@ class Chaos:
     def set_faults(self, faults: FaultSettings) -> None:
         self.faults = faults
         self._random = random.Random(faults.seed)
+        self.injected: Counter[str] = Counter()
+        """Failures answered so far, by `<operation>:<status>` (`create:limit` for limits)."""
+        self._create_tokens = faults.create_rate or 0.0
+        self._create_refilled = time.monotonic()
 
     def set_latency(self, latency: dict[str, float]) -> None:
         self.latency = dict(latency)
@@ -42,6 +49,7 @@ class Chaos:
             if fault.operation == operation and fault.count > 0:
                 fault.count -= 1
                 self.faults.scripted = [f for f in self.faults.scripted if f.count > 0]
+                self.injected[f"{operation}:{fault.status}"] += 1
                 raise self._error(
                     fault.status,
                     fault.message or f"injected failure of {operation}",
@@ -52,9 +60,38 @@ class Chaos:
             return
         roll = self._random.random()
         if roll < f.rate_limit_rate:
+            self.injected[f"{operation}:429"] += 1
             raise self._error(429, "injected rate limit", f.should_retry)
         if roll < f.rate_limit_rate + f.error_rate:
+            self.injected[f"{operation}:{f.error_status}"] += 1
             raise self._error(f.error_status, f"injected failure of {operation}", f.should_retry)
+
+    def check_create_limits(self, running: int) -> None:
+        """E2B's account limits on a new sandbox: the create rate (a token bucket of one
+        second's worth) and the number running at once; over either, 429 with Retry-After."""
+        f = self.faults
+        if f.max_running is not None and running >= f.max_running:
+            self.injected["create:limit"] += 1
+            raise EmulatorError(
+                429,
+                f"rate limit exceeded: {running} sandboxes running, the limit is {f.max_running}",
+                headers={"Retry-After": "1"},
+            )
+        if f.create_rate is None:
+            return
+        now = time.monotonic()
+        elapsed = now - self._create_refilled
+        self._create_refilled = now
+        self._create_tokens = min(f.create_rate, self._create_tokens + elapsed * f.create_rate)
+        if self._create_tokens < 1.0:
+            self.injected["create:limit"] += 1
+            wait = (1.0 - self._create_tokens) / f.create_rate
+            raise EmulatorError(
+                429,
+                f"rate limit exceeded: at most {f.create_rate:g} sandbox creates per second",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
+        self._create_tokens -= 1.0
 
     def _error(self, status: int, message: str, should_retry: bool | None) -> EmulatorError:
         headers = {}

@@ -144,6 +144,9 @@ class SandboxManager:
             raise SandboxNotFound(sandbox_id)
         return sandbox
 
+    def knows_idempotency_key(self, key: str) -> bool:
+        return key in self._idempotency
+
     def record(self, sandbox_id: str) -> SandboxRecord:
         record = self.records.get(sandbox_id)
         if record is None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
 
 from provider.models import (
     CapabilityProfile,
@@ -20,6 +23,16 @@ from provider.models import (
     TerminateInput,
     TerminateResult,
 )
+
+
+class ListedSandbox(BaseModel):
+    """A sandbox as the provider lists it: enough to find and bill a stray."""
+
+    sandbox_id: str
+    template_id: str
+    state: Literal["running", "paused"]
+    started_at: datetime
+    metadata: dict[str, str] = Field(default_factory=dict)
 
 
 @runtime_checkable
@@ -42,5 +55,11 @@ class SandboxProvider(Protocol):
     async def keep_alive(self, input: KeepAliveInput) -> KeepAliveResult: ...
 
     async def terminate(self, input: TerminateInput) -> TerminateResult: ...
+
+    async def list_sandboxes(
+        self, org_id: str, *, metadata: dict[str, str] | None = None
+    ) -> list[ListedSandbox]:
+        """The org's running and paused sandboxes whose metadata includes `metadata`."""
+        ...
 
     def capabilities(self, pool: PoolConfig | None = None) -> CapabilityProfile: ...

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -21,14 +22,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from e2b import AsyncSandbox
+from e2b import AsyncSandbox, SandboxQuery, SandboxState
 from e2b.sandbox.commands.command_handle import CommandExitException
 
 from provider import _runner
 from provider._e2b_errors import mapped
+from provider.base import ListedSandbox
 from provider.capabilities import e2b_capabilities
 from provider.credentials import CredentialSource, default_credentials, describe_source
 from provider.errors import ExecTimeout, InvalidRequest, ProviderError
+from provider.limits import CreateLimiter, TierLimits
 from provider.models import (
     CapabilityProfile,
     ExecInput,
@@ -136,8 +139,11 @@ class E2BSandboxProvider:
         sandbox_url: str | None = None,
         domain: str | None = None,
         request_timeout: float | None = None,
+        limits: TierLimits | None = None,
     ) -> None:
         self._credentials = credentials if credentials is not None else default_credentials()
+        # E2B_TIER / E2B_CREATE_RATE / E2B_MAX_CONCURRENT unless given (provider/limits.py).
+        self._limiter = CreateLimiter(limits if limits is not None else TierLimits.from_env())
         self.settings = E2BSettings.resolve(
             api_url=api_url,
             sandbox_url=sandbox_url,
@@ -203,14 +209,16 @@ class E2BSandboxProvider:
             metadata["issue_id"] = input.issue_id
         action = f"create sandbox from template {pool.template_id!r}"
         with self._api(input.org_id, action, creating=True) as opts:
-            sandbox = await AsyncSandbox.create(
-                template=pool.template_id,
-                timeout=pool.timeout_seconds,
-                envs=dict(input.env_vars) or None,
-                metadata=metadata,
-                idempotency_key=session_idempotency_key(input.session_id),
-                **opts,
-            )
+            running = functools.partial(self._count_running, opts)
+            async with self._limiter.create_slot(opts["api_key"], running):
+                sandbox = await AsyncSandbox.create(
+                    template=pool.template_id,
+                    timeout=pool.timeout_seconds,
+                    envs=dict(input.env_vars) or None,
+                    metadata=metadata,
+                    idempotency_key=session_idempotency_key(input.session_id),
+                    **opts,
+                )
         returned = _now()
         started_at = await self._started_at(input.org_id, sandbox.sandbox_id, returned)
         log.info("sandbox %s created for session %s", sandbox.sandbox_id, input.session_id)
@@ -355,6 +363,38 @@ class E2BSandboxProvider:
 
     def capabilities(self, pool: PoolConfig | None = None) -> CapabilityProfile:
         return e2b_capabilities(pool)
+
+    # ------------------------------------------------------------------ listing
+
+    async def list_sandboxes(
+        self, org_id: str, *, metadata: dict[str, str] | None = None
+    ) -> list[ListedSandbox]:
+        with self._api(org_id, "list sandboxes") as opts:
+            infos = await _list_all(SandboxQuery(metadata=metadata or None), opts)
+        return [
+            ListedSandbox(
+                sandbox_id=info.sandbox_id,
+                template_id=info.template_id,
+                state="paused" if str(info.state) == "paused" else "running",
+                started_at=info.started_at
+                if info.started_at.tzinfo
+                else info.started_at.replace(tzinfo=UTC),
+                metadata=dict(info.metadata or {}),
+            )
+            for info in infos
+        ]
+
+    async def _count_running(self, opts: dict) -> int:
+        """The team's running sandboxes (all of them: E2B's limit is per team, not ours)."""
+        return len(await _list_all(SandboxQuery(state=[SandboxState.RUNNING]), opts))
+
+
+async def _list_all(query: SandboxQuery, opts: dict) -> list[Any]:
+    paginator = AsyncSandbox.list(query=query, limit=100, **opts)
+    infos: list[Any] = []
+    while paginator.has_next:
+        infos.extend(await paginator.next_items())
+    return infos
 
 
 async def _kill_quietly(handle: Any) -> None:

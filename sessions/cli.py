@@ -122,21 +122,43 @@ def cli(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand not in ("dev", "emulator"):
         apply_dev_env()
+    if ctx.invoked_subcommand not in ("dev", "emulator", "worker"):
+        # With OTEL_* set, a session started here joins the caller's trace; else a no-op.
+        from telemetry import setup
+
+        ctx.call_on_close(setup().shutdown)
 
 
 # ---------------------------------------------------------------- local stack
 
 
 @cli.command()
-@click.option("--port", type=click.IntRange(1, 65535), default=7233, show_default=True,
-              help="Temporal frontend (gRPC) port.")
-@click.option("--ui-port", type=click.IntRange(1, 65535), default=None,
-              help="Temporal Web UI port [default: --port + 1000].")
-@click.option("--emulator-port", type=click.IntRange(1, 65535), default=49982, show_default=True,
-              help="E2B emulator API port (envd listens on the next port).")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Where the Temporal database, ledger and logs live "
-                   "(env SESSIONS_DATA_DIR; ./.sessions).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=7233,
+    show_default=True,
+    help="Temporal frontend (gRPC) port.",
+)
+@click.option(
+    "--ui-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Temporal Web UI port [default: --port + 1000].",
+)
+@click.option(
+    "--emulator-port",
+    type=click.IntRange(1, 65535),
+    default=49982,
+    show_default=True,
+    help="E2B emulator API port (envd listens on the next port).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where the Temporal database, ledger and logs live (env SESSIONS_DATA_DIR; ./.sessions).",
+)
 def dev(port: int, ui_port: int | None, emulator_port: int, data_dir: str | None) -> int:
     """Run everything here: Temporal dev server (persistent, Web UI), E2B emulator and a worker.
 
@@ -202,8 +224,12 @@ def emulator(
     import emulator as emulator_module
 
     argv: list[str] = []
-    for flag, value in (("--host", host), ("--port", port), ("--envd-port", envd_port),
-                        ("--api-key", api_key)):
+    for flag, value in (
+        ("--host", host),
+        ("--port", port),
+        ("--envd-port", envd_port),
+        ("--api-key", api_key),
+    ):
         if value is not None:
             argv += [flag, str(value)]
     argv += ["--templates", templates or str(emulator_module.DEMO_TEMPLATES)]
@@ -219,12 +245,21 @@ def emulator(
 @click.option("--issue", help="The issue the agent works on (for the cost ledger).")
 @click.option("--session-id", help="Choose the id [default: 12 random hex digits]; never reused.")
 @click.option("--template", help="E2B template of the sandbox [default: base].")
-@click.option("--launch-runner-inline", is_flag=True,
-              help="Start the runner command after provisioning, instead of the template's.")
-@click.option("--env", "env_pairs", multiple=True, metavar="K=V",
-              help="Environment variable for the sandbox (repeatable); values never logged.")
-@click.option("--wait", is_flag=True,
-              help="Stay until the session ends, showing each state on stderr.")
+@click.option(
+    "--launch-runner-inline",
+    is_flag=True,
+    help="Start the runner command after provisioning, instead of the template's.",
+)
+@click.option(
+    "--env",
+    "env_pairs",
+    multiple=True,
+    metavar="K=V",
+    help="Environment variable for the sandbox (repeatable); values never logged.",
+)
+@click.option(
+    "--wait", is_flag=True, help="Stay until the session ends, showing each state on stderr."
+)
 def start(
     org: str,
     issue: str | None,
@@ -273,10 +308,19 @@ async def _wait(client: Any, session_id: str) -> int:
 @click.argument("session")
 @click.argument("gate")
 @click.option("--title", help="What the person is asked to approve.")
-@click.option("--timeout", "timeout", metavar="DURATION",
-              help="How long to wait for a decision: 90s, 15m, 2h, 3d [default: the ceiling].")
-@click.option("--on-timeout", type=click.Choice(["reject", "terminate"]), default="reject",
-              show_default=True, help="What a timeout means.")
+@click.option(
+    "--timeout",
+    "timeout",
+    metavar="DURATION",
+    help="How long to wait for a decision: 90s, 15m, 2h, 3d [default: the ceiling].",
+)
+@click.option(
+    "--on-timeout",
+    type=click.Choice(["reject", "terminate"]),
+    default="reject",
+    show_default=True,
+    help="What a timeout means.",
+)
 def gate(session: str, gate: str, title: str | None, timeout: str | None, on_timeout: str) -> int:
     """Request an approval gate: the sandbox is paused (billed $0) until it is decided."""
     seconds = parse_duration(timeout) if timeout else None
@@ -288,8 +332,10 @@ def gate(session: str, gate: str, title: str | None, timeout: str | None, on_tim
         )
         outcome = "rejected" if on_timeout == "reject" else "the session is terminated"
         limit = f"; undecided after {render.duration(seconds)}, {outcome}" if seconds else ""
-        click.echo(f"gate {g.gate} requested on session {session}: the sandbox pauses until "
-                   f"`sessions approve {session} {g.gate} --by WHO` (or reject){limit}")
+        click.echo(
+            f"gate {g.gate} requested on session {session}: the sandbox pauses until "
+            f"`sessions approve {session} {g.gate} --by WHO` (or reject){limit}"
+        )
         return 0
 
     return _run(go())
@@ -328,8 +374,9 @@ cli.command("reject")(_decide_command("reject"))
 @connection_options
 @click.argument("session")
 @click.argument("command", nargs=-1, required=True)
-@click.option("--env", "env_pairs", multiple=True, metavar="K=V",
-              help="Extra variable (repeatable).")
+@click.option(
+    "--env", "env_pairs", multiple=True, metavar="K=V", help="Extra variable (repeatable)."
+)
 @click.option("--cwd", help="Working directory in the sandbox.")
 @click.option("--timeout", "timeout", metavar="DURATION", help="Command timeout [default: 10m].")
 def exec_(
@@ -365,8 +412,9 @@ def exec_(
 @connection_options
 @click.argument("session")
 @click.option("--json", "as_json", is_flag=True, help="Print the status query's JSON object.")
-@click.option("--price-per-second", type=float,
-              help=f"Dollars per running second (env {PRICE_ENV}).")
+@click.option(
+    "--price-per-second", type=float, help=f"Dollars per running second (env {PRICE_ENV})."
+)
 def status(session: str, as_json: bool, price_per_second: float | None) -> int:
     """State, sandbox, gate history, seconds running and paused of one session."""
     price = _price(price_per_second)
@@ -411,12 +459,16 @@ def _end_command(verb: str) -> Callable[..., int]:
             client = await _client()
             if verb == "finish":
                 await client.finish(session)
-                click.echo(f"session {session}: finish requested; the sandbox is terminated "
-                           "and its cost recorded")
+                click.echo(
+                    f"session {session}: finish requested; the sandbox is terminated "
+                    "and its cost recorded"
+                )
             else:
                 await client.cancel(session)
-                click.echo(f"session {session}: cancel requested; the sandbox is terminated "
-                           "and its cost recorded")
+                click.echo(
+                    f"session {session}: cancel requested; the sandbox is terminated "
+                    "and its cost recorded"
+                )
             if wait:
                 try:
                     return await _wait(client, session)
@@ -441,15 +493,21 @@ cli.command("cancel")(_end_command("cancel"))
 
 
 @cli.command()
-@click.option("--by", type=click.Choice(["session", "issue", "org"]),
-              help="Sum per session, issue or org [default: one row per cost event].")
+@click.option(
+    "--by",
+    type=click.Choice(["session", "issue", "org"]),
+    help="Sum per session, issue or org [default: one row per cost event].",
+)
 @click.option("--json", "as_json", is_flag=True, help="The contract's JSON shapes.")
 @click.option("--ledger-url", metavar="URL", help="The ledger (env LEDGER_URL; SQLite file).")
-@click.option("--price-per-second", type=float,
-              help=f"Dollars per running second (env {PRICE_ENV}) "
-                   f"[default: {DEFAULT_PRICE_PER_SECOND:.8f}].")
-def costs(by: str | None, as_json: bool, ledger_url: str | None,
-          price_per_second: float | None) -> int:
+@click.option(
+    "--price-per-second",
+    type=float,
+    help=f"Dollars per running second (env {PRICE_ENV}) [default: {DEFAULT_PRICE_PER_SECOND:.8f}].",
+)
+def costs(
+    by: str | None, as_json: bool, ledger_url: str | None, price_per_second: float | None
+) -> int:
     """The billing ledger: one cost event per session and sandbox, or sums of them.
 
     The dollar figure is an estimate: running seconds x E2B's published per-second price for

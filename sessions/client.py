@@ -271,9 +271,7 @@ class SessionClient:
             fields["timeout_seconds"] = timeout_seconds
         request = ExecRequest(**fields)
         rpc_timeout = timedelta(seconds=request.timeout_seconds + 60)
-        return await self._update(
-            session_id, "exec", request, ExecResult, rpc_timeout=rpc_timeout
-        )
+        return await self._update(session_id, "exec", request, ExecResult, rpc_timeout=rpc_timeout)
 
     # ------------------------------------------------------------------ reading
 

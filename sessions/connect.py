@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from temporalio.client import Client, Interceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 
+from sessions.codec import data_converter
 from sessions.errors import ConfigError, TemporalUnreachable
+from telemetry.temporal import with_tracing
 from workflows.models import DEFAULT_TASK_QUEUE
 
 DEFAULT_ADDRESS = "localhost:7233"
@@ -21,15 +22,17 @@ def task_queue(value: str | None = None) -> str:
     return value or os.environ.get("SESSIONS_TASK_QUEUE") or DEFAULT_TASK_QUEUE
 
 
-def connect_config(
-    *, address: str | None = None, namespace: str | None = None
-) -> dict[str, Any]:
+def connect_config(*, address: str | None = None, namespace: str | None = None) -> dict[str, Any]:
     """Keyword arguments for `Client.connect`: arguments over TEMPORAL_* env over profile file."""
+    # compose and Kubernetes pass an absent secret as an empty variable: no key (and so no
+    # forced TLS), not an empty one.
+    env = {k: v for k, v in os.environ.items() if v or not k.startswith("TEMPORAL_")}
     try:
         config: dict[str, Any] = dict(
             ClientConfig.load_client_connect_config(
-                profile=os.environ.get("TEMPORAL_PROFILE"),
-                config_file=os.environ.get("TEMPORAL_CONFIG_FILE"),
+                profile=env.get("TEMPORAL_PROFILE"),
+                config_file=env.get("TEMPORAL_CONFIG_FILE"),
+                override_env_vars=env,
             )
         )
     except Exception as err:  # the bridge raises plain RuntimeErrors for bad files
@@ -50,13 +53,15 @@ async def connect_temporal(
     interceptors: Sequence[Interceptor] = (),
     **kwargs: Any,
 ) -> Client:
-    """Connect with the pydantic data converter; an unreachable server is one clear error."""
+    """Connect with the pydantic data converter (and the payload codec, when keys are set);
+    an unreachable server is one clear error."""
     config = connect_config(address=address, namespace=namespace)
+    converter = data_converter()  # encrypts payloads when SESSIONS_PAYLOAD_KEYS is set
     try:
         return await Client.connect(
             **config,
-            data_converter=pydantic_data_converter,
-            interceptors=list(interceptors),
+            data_converter=converter,
+            interceptors=with_tracing(interceptors),
             **kwargs,
         )
     except RuntimeError as err:

@@ -175,7 +175,15 @@ def status_json(status: SessionStatus) -> dict[str, Any]:
 
 
 _LIST_HEADERS = [
-    "session", "state", "org", "issue", "sandbox", "running", "paused", "gates", "started"
+    "session",
+    "state",
+    "org",
+    "issue",
+    "sandbox",
+    "running",
+    "paused",
+    "gates",
+    "started",
 ]
 
 

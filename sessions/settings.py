@@ -164,8 +164,9 @@ def parse_env_pairs(pairs: Iterable[str], *, flag: str = "--env") -> dict[str, s
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
-            shown = pair if len(pair) <= 40 else pair[:40] + "..."
-            raise ConfigError(f"{flag} expects NAME=VALUE, got {shown!r}")
+            # A bare name is safe to show; anything else may be a pasted secret.
+            got = f"got {pair!r}" if _ENV_NAME.match(pair) else "got a value with no '='"
+            raise ConfigError(f"{flag} expects NAME=VALUE, {got}")
         if not _ENV_NAME.match(name):
             raise ConfigError(
                 f"{flag}: invalid variable name {name!r} (letters, digits and _, "

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from provider.models import (
     EXEC_DEFAULT_TIMEOUT_SECONDS,
@@ -31,6 +31,7 @@ GateState = Literal["waiting", "approved", "rejected", "timed_out"]
 Outcome = Literal["finished", "failed", "cancelled"]
 OnTimeout = Literal["reject", "terminate"]
 
+_M = TypeVar("_M")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -157,6 +158,79 @@ class SessionInput(BaseModel):
         return validate_env(value)
 
 
+class InvalidPayload(BaseModel):
+    """Stands in for a message model whose payload does not validate.
+
+    The workflow's input and its updates are typed `Model | InvalidModel`, so a payload that is
+    not a valid object (e.g. from `temporal workflow start --input`) reaches the workflow as this,
+    described in words, instead of failing inside the SDK: an undecodable start input fails every
+    workflow task forever, and the SDK's message echoes the input, which may hold a secret.
+    """
+
+    model_config = ConfigDict(frozen=True)
+    model: ClassVar[type[BaseModel]]
+    problem: str
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _capture(cls, value: Any, handler: Any) -> Any:
+        if isinstance(value, cls):
+            return value
+        try:
+            cls.model.model_validate(value)
+        except ValidationError as err:
+            return cls.model_construct(problem=validation_message(err))
+        raise ValueError("the payload is valid")  # so the union takes the model itself
+
+
+class InvalidSessionInput(InvalidPayload):
+    model = SessionInput
+
+
+class InvalidGateRequest(InvalidPayload):
+    model = GateRequest
+
+
+class InvalidGateDecision(InvalidPayload):
+    model = GateDecision
+
+
+class InvalidExecRequest(InvalidPayload):
+    model = ExecRequest
+
+
+SessionInputArg = SessionInput | InvalidSessionInput | None
+GateRequestArg = GateRequest | InvalidGateRequest | None
+GateDecisionArg = GateDecision | InvalidGateDecision | None
+ExecRequestArg = ExecRequest | InvalidExecRequest | None
+"""What the workflow and its updates take: the model, or what stands in for a bad payload."""
+
+
+def payload_problem(payload: Any) -> str | None:
+    """What is wrong with a workflow or update argument, in words; None when it is valid."""
+    if isinstance(payload, InvalidPayload):
+        return payload.problem
+    if payload is None:  # no argument, or JSON null (decoded without the type hint)
+        return "the payload must be one JSON object"
+    return None
+
+
+def valid_payload(payload: _M | InvalidPayload | None, name: str) -> _M:
+    """An update's model, or a clear refusal naming what is wrong (never the values)."""
+    if payload is None or isinstance(payload, InvalidPayload):
+        raise ValueError(f"invalid {name} request: {payload_problem(payload)}")
+    return payload
+
+
+def validation_message(err: ValidationError) -> str:
+    """Pydantic's errors in one line, without echoing the (possibly secret) input values."""
+    parts = []
+    for e in err.errors(include_url=False, include_input=False):
+        where = ".".join(str(x) for x in e["loc"]) or "payload"
+        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
 class SessionStatus(BaseModel):
     """The `status` query's answer and `sessions status --json`."""
 
@@ -183,17 +257,29 @@ __all__ = [
     "DEFAULT_TASK_QUEUE",
     "WORKFLOW_TYPE",
     "ExecRequest",
+    "ExecRequestArg",
     "ExecResult",
     "FinishRequest",
     "Gate",
     "GateDecision",
+    "GateDecisionArg",
     "GateRequest",
+    "GateRequestArg",
+    "InvalidExecRequest",
+    "InvalidGateDecision",
+    "InvalidGateRequest",
+    "InvalidPayload",
+    "InvalidSessionInput",
     "Outcome",
     "Segment",
     "SessionCarry",
     "SessionInput",
+    "SessionInputArg",
     "SessionResult",
     "SessionState",
     "SessionStatus",
+    "payload_problem",
+    "valid_payload",
+    "validation_message",
     "workflow_id_for",
 ]

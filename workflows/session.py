@@ -8,10 +8,12 @@ Times come from activity results (provider-confirmed) or `workflow.now()`, never
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -38,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         ExecResult,
         KeepAliveInput,
         PauseInput,
+        PoolConfig,
         ProvisionInput,
         ProvisionResult,
         ResumeInput,
@@ -45,20 +48,27 @@ with workflow.unsafe.imports_passed_through():
         SandboxRef,
         TerminateInput,
     )
+    from telemetry.instruments import record_gate_decided
     from workflows.models import (
         WORKFLOW_TYPE,
-        ExecRequest,
+        ExecRequestArg,
         FinishRequest,
         Gate,
         GateDecision,
+        GateDecisionArg,
         GateRequest,
+        GateRequestArg,
         Outcome,
         Segment,
         SessionCarry,
         SessionInput,
+        SessionInputArg,
         SessionResult,
         SessionState,
         SessionStatus,
+        payload_problem,
+        valid_payload,
+        validation_message,
     )
 
 _ENDED: tuple[SessionState, ...] = ("finished", "failed", "cancelled")
@@ -71,7 +81,10 @@ class _SessionEnded(Exception):
 @workflow.defn(name=WORKFLOW_TYPE)
 class SandboxSession:
     @workflow.init
-    def __init__(self, input: SessionInput) -> None:
+    def __init__(self, input: SessionInputArg = None) -> None:
+        self._invalid = payload_problem(input)
+        if self._invalid is not None or not isinstance(input, SessionInput):
+            input = _placeholder_input()
         self._input = input
         carry = input.carry
         self._state: SessionState = carry.state if carry else "provisioning"
@@ -85,10 +98,20 @@ class SandboxSession:
         self._end_reason: str | None = None
         self._sandbox_lock = asyncio.Lock()
 
+    @property
+    def sandbox_id(self) -> str | None:
+        """The sandbox this session holds, for its log records (`telemetry.logging`)."""
+        return self._handle.sandbox_id if self._handle else None
+
     # ---------------------------------------------------------------- run
 
     @workflow.run
-    async def run(self, input: SessionInput) -> SessionResult:
+    async def run(self, input: SessionInputArg = None) -> SessionResult:
+        if self._invalid is not None:  # fail the workflow, not its task: no retry can fix it
+            self._state = "failed"
+            self._error = f"invalid session input: {self._invalid}"
+            workflow.logger.error("session not started: %s", self._error)
+            raise ApplicationError(self._error, type="InvalidInput", non_retryable=True)
         try:
             if self._handle is None:
                 await self._provision()
@@ -195,6 +218,7 @@ class SandboxSession:
         except TimeoutError:
             gate.state = "timed_out"
             gate.decided_at = workflow.now()
+            record_gate_decided(gate)  # metrics only: no command, nothing on replay
             policy = gate.on_timeout if gate.timeout_seconds and limit < ceiling else "terminate"
             workflow.logger.info("gate %s timed out after %ss: %s", gate.gate, limit, policy)
             if policy == "terminate":
@@ -302,34 +326,40 @@ class SandboxSession:
             return
         self._finish = True
 
+    @workflow.signal(dynamic=True)
+    def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        # Without this the SDK buffers a misspelt signal (`approve_all`) silently until the end.
+        workflow.logger.warning("signal %r ignored: this workflow has no such signal", name[:64])
+
     @workflow.update(name="request_gate")
-    def request_gate(self, request: GateRequest) -> Gate:
-        return self._add_gate(request)
+    def request_gate(self, request: GateRequestArg = None) -> Gate:
+        return self._add_gate(valid_payload(request, "request_gate"))
 
     @request_gate.validator
-    def _validate_request_gate(self, request: GateRequest) -> None:
-        problem = self._gate_request_problem(request)
+    def _validate_request_gate(self, request: GateRequestArg = None) -> None:
+        problem = self._gate_request_problem(valid_payload(request, "request_gate"))
         if problem:
             raise ValueError(problem)
 
     @workflow.update(name="approve_gate")
-    def approve_gate(self, decision: GateDecision) -> Gate:
-        return self._decide(decision, "approved")
+    def approve_gate(self, decision: GateDecisionArg = None) -> Gate:
+        return self._decide(valid_payload(decision, "approve_gate"), "approved")
 
     @approve_gate.validator
-    def _validate_approve(self, decision: GateDecision) -> None:
-        self._check_decision(decision)
+    def _validate_approve(self, decision: GateDecisionArg = None) -> None:
+        self._check_decision(valid_payload(decision, "approve_gate"))
 
     @workflow.update(name="reject_gate")
-    def reject_gate(self, decision: GateDecision) -> Gate:
-        return self._decide(decision, "rejected")
+    def reject_gate(self, decision: GateDecisionArg = None) -> Gate:
+        return self._decide(valid_payload(decision, "reject_gate"), "rejected")
 
     @reject_gate.validator
-    def _validate_reject(self, decision: GateDecision) -> None:
-        self._check_decision(decision)
+    def _validate_reject(self, decision: GateDecisionArg = None) -> None:
+        self._check_decision(valid_payload(decision, "reject_gate"))
 
     @workflow.update(name="exec")
-    async def exec(self, request: ExecRequest) -> ExecResult:
+    async def exec(self, request: ExecRequestArg = None) -> ExecResult:
+        request = valid_payload(request, "exec")
         async with self._sandbox_lock:
             self._check_exec()  # a gate may have paused the sandbox while this one queued
             return await workflow.execute_activity_method(
@@ -345,7 +375,8 @@ class SandboxSession:
             )
 
     @exec.validator
-    def _validate_exec(self, request: ExecRequest) -> None:
+    def _validate_exec(self, request: ExecRequestArg = None) -> None:
+        valid_payload(request, "exec")
         self._check_exec()
 
     @workflow.query(name="status")
@@ -379,12 +410,12 @@ class SandboxSession:
         try:
             return model.model_validate(payloads[0])
         except ValidationError as err:
-            workflow.logger.warning("%s signal ignored: %s", name, _validation_message(err))
+            workflow.logger.warning("%s signal ignored: %s", name, validation_message(err))
             return None
 
     def _gate_request_problem(self, request: GateRequest) -> str | None:
         if self._state in _ENDED or self._state == "terminating" or self._finish:
-            return f"session has ended ({self._state}); no gate can be requested"
+            return f"session is {self._ending()}; no gate can be requested"
         if any(g.gate == request.gate for g in self._gates):
             return f"gate {request.gate!r} was already requested"
         if len(self._gates) >= 1000:
@@ -425,6 +456,7 @@ class SandboxSession:
         gate.decided_at = workflow.now()
         gate.decided_by = decision.by
         gate.comment = decision.comment
+        record_gate_decided(gate)  # metrics only: no command, nothing on replay
         workflow.logger.info("gate %s %s by %s", gate.gate, state, decision.by)
         return gate.model_copy()
 
@@ -449,10 +481,16 @@ class SandboxSession:
             )
         if self._state != "running" or self._finish:
             raise ApplicationError(
-                f"session is {self._state}; exec runs only while the sandbox is running",
+                f"session is {self._ending()}; exec runs only while the sandbox is running",
                 type="SessionNotRunning",
                 non_retryable=True,
             )
+
+    def _ending(self) -> str:
+        """The state, said right for a session told to finish that has not begun to end yet."""
+        if self._finish and self._state not in (*_ENDED, "terminating"):
+            return "ending (finish requested)"
+        return self._state
 
     def _ref(self) -> SandboxRef:
         assert self._handle is not None
@@ -538,13 +576,11 @@ def _describe(err: BaseException) -> str:
     return _one_line(cause or err)
 
 
-def _validation_message(err: ValidationError) -> str:
-    """Pydantic's errors in one line, without echoing the (possibly secret) input values."""
-    parts = []
-    for e in err.errors(include_url=False, include_input=False):
-        where = ".".join(str(x) for x in e["loc"]) or "payload"
-        parts.append(f"{where}: {e['msg']}")
-    return "; ".join(parts)
+def _placeholder_input() -> SessionInput:
+    """Enough of an input for `status` to answer on a session whose real input was invalid."""
+    session_id = workflow.info().workflow_id.removeprefix("session-")
+    pool = PoolConfig.model_validate({})
+    return SessionInput.model_construct(session_id=session_id, org_id="", pool=pool)
 
 
 def _one_line(err: BaseException) -> str:

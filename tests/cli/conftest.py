@@ -50,8 +50,7 @@ class Result:
 
     def __str__(self) -> str:
         return (
-            f"sessions {' '.join(self.args)} -> {self.code}\n"
-            f"stdout: {self.out}\nstderr: {self.err}"
+            f"sessions {' '.join(self.args)} -> {self.code}\nstdout: {self.out}\nstderr: {self.err}"
         )
 
     def ok(self) -> Result:
@@ -178,9 +177,7 @@ async def _drain(stream: asyncio.StreamReader, sink: list[str]) -> None:
 
 
 @pytest_asyncio.fixture(scope="package")
-async def cli(
-    temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory
-) -> Cli:
+async def cli(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     """The CLI pointed at the test dev server, a ledger file and a task queue of its own."""
     home = tmp_path_factory.mktemp("cli")
     env = clean_env(
@@ -211,7 +208,10 @@ async def cli_stack(
     client = SessionClient(temporal_env.client, task_queue=queue)
     try:
         yield CliStack(
-            cli=cli, client=client, task_queue=queue, ledger_url=cli.env["LEDGER_URL"],
+            cli=cli,
+            client=client,
+            task_queue=queue,
+            ledger_url=cli.env["LEDGER_URL"],
             worker_log=log,
         )
     finally:

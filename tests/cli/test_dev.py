@@ -59,7 +59,11 @@ class Dev:
 
     async def start(self) -> list[str]:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sessions", "dev", *self.ports,
+            sys.executable,
+            "-m",
+            "sessions",
+            "dev",
+            *self.ports,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -140,8 +144,13 @@ async def test_dev_says_in_one_line_that_a_port_is_taken(tmp_path: Path) -> None
         taken = busy.getsockname()[1]
         env = clean_env(SESSIONS_DATA_DIR=str(tmp_path / "data"))
         result = await Cli(env=env, cwd=tmp_path)(
-            "dev", "--port", str(taken), "--ui-port", str(_free_port()),
-            "--emulator-port", str(_free_port(pair=True)),
+            "dev",
+            "--port",
+            str(taken),
+            "--ui-port",
+            str(_free_port()),
+            "--emulator-port",
+            str(_free_port(pair=True)),
         )
     line = result.one_error_line()
     assert f"port {taken} (Temporal frontend, --port) is already in use" in line

@@ -40,8 +40,17 @@ async def test_a_whole_session_through_the_cli(cli_stack: CliStack) -> None:
     cli = cli_stack.cli
     started = (
         await cli(
-            "start", "--org", "acme", "--issue", "ISS-7", "--template", "demo-runner",
-            "--env", "GREETING=hello", "--env", "EMPTY=",
+            "start",
+            "--org",
+            "acme",
+            "--issue",
+            "ISS-7",
+            "--template",
+            "demo-runner",
+            "--env",
+            "GREETING=hello",
+            "--env",
+            "EMPTY=",
         )
     ).ok()
     sid = started.out.strip()
@@ -55,9 +64,7 @@ async def test_a_whole_session_through_the_cli(cli_stack: CliStack) -> None:
     assert words.out == "a b|$HOME|"  # several words are one argv, quoted, never re-split
 
     # a gate pauses the sandbox; exec is refused while it waits
-    gate = (
-        await cli("gate", sid, "deploy", "--title", "Ship it", "--timeout", "15m")
-    ).ok()
+    gate = (await cli("gate", sid, "deploy", "--title", "Ship it", "--timeout", "15m")).ok()
     assert "deploy" in gate.out
     await cli_stack.wait_for(sid, state_is("paused"), what="paused at the gate")
     paused_exec = await cli("exec", sid, "--", "true")
@@ -72,7 +79,10 @@ async def test_a_whole_session_through_the_cli(cli_stack: CliStack) -> None:
     [g] = status["gates"]
     assert GATE_KEYS <= g.keys()
     assert (g["gate"], g["title"], g["state"], g["decided_by"]) == (
-        "deploy", "Ship it", "waiting", None
+        "deploy",
+        "Ship it",
+        "waiting",
+        None,
     )
 
     plain = (await cli("status", sid)).ok().out
@@ -108,7 +118,10 @@ async def test_a_whole_session_through_the_cli(cli_stack: CliStack) -> None:
     [event] = [e for e in events if e["session_id"] == sid]
     assert set(event) == COST_KEYS
     assert (event["org_id"], event["issue_id"], event["template_id"], event["outcome"]) == (
-        "acme", "ISS-7", "demo-runner", "finished"
+        "acme",
+        "ISS-7",
+        "demo-runner",
+        "finished",
     )
     assert event["sandbox_id"] == final["sandbox_id"] and event["paused_seconds"] > 0
     by_org = json.loads((await cli("costs", "--by", "org", "--json")).ok().out)

@@ -219,7 +219,8 @@ def test_secrets_come_from_the_secret_and_never_sit_in_the_configmap():
         if "secretKeyRef" in e.get("valueFrom", {})
     }
     assert refs == dict.fromkeys(
-        ["E2B_API_KEY", "TEMPORAL_API_KEY", "LEDGER_URL"], refs["E2B_API_KEY"]
+        ["E2B_API_KEY", "TEMPORAL_API_KEY", "LEDGER_URL", "SESSIONS_PAYLOAD_KEYS"],
+        refs["E2B_API_KEY"],
     )
     example = _k8s(refs["E2B_API_KEY"], "Secret")
     assert set(example["stringData"]) == set(refs)

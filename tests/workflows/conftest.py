@@ -96,23 +96,25 @@ async def ledger(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ledg
     await led.close()
 
 
-async def _stack(env: WorkflowEnvironment, emulator: Any, ledger: Ledger) -> AsyncIterator[Stack]:
+async def _stack(
+    client: Client, emulator: Any, ledger: Ledger, task_queue: str | None = None
+) -> AsyncIterator[Stack]:
     provider = E2BSandboxProvider(
         credentials=StaticCredentials(emulator.api_key),
         api_url=emulator.api_url,
         sandbox_url=emulator.sandbox_url,
     )
-    queue = f"tq-{uuid.uuid4()}"
-    worker = build_worker(env.client, task_queue=queue, provider=provider, ledger=ledger)
+    queue = task_queue or f"tq-{uuid.uuid4()}"
+    worker = build_worker(client, task_queue=queue, provider=provider, ledger=ledger)
     async with worker:
-        yield Stack(client=env.client, task_queue=queue, ledger=ledger, emulator=emulator)
+        yield Stack(client=client, task_queue=queue, ledger=ledger, emulator=emulator)
 
 
 @pytest_asyncio.fixture(scope="module")
 async def stack(
     temporal_env: WorkflowEnvironment, emulator: Any, ledger: Ledger
 ) -> AsyncIterator[Stack]:
-    async for s in _stack(temporal_env, emulator, ledger):
+    async for s in _stack(temporal_env.client, emulator, ledger):
         yield s
 
 
@@ -120,7 +122,7 @@ async def stack(
 async def skipping_stack(
     time_skipping_env: WorkflowEnvironment, emulator: Any, ledger: Ledger
 ) -> AsyncIterator[Stack]:
-    async for s in _stack(time_skipping_env, emulator, ledger):
+    async for s in _stack(time_skipping_env.client, emulator, ledger):
         yield s
 
 

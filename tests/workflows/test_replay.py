@@ -15,6 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows import SandboxSession
+from workflows.reconciler import StraySandboxReconciler
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 
@@ -34,6 +35,7 @@ def test_histories_cover_every_path() -> None:
         "sandbox_lost_while_paused",
         "failure_after_provision",
         "continue_as_new",
+        "reconciler_pass",
     }
     assert expected <= names, f"missing histories: {sorted(expected - names)}"
 
@@ -41,5 +43,7 @@ def test_histories_cover_every_path() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(workflows=[SandboxSession], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[SandboxSession, StraySandboxReconciler], data_converter=pydantic_data_converter
+    )
     await replayer.replay_workflow(history)

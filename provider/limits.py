@@ -1,0 +1,145 @@
+"""E2B's account limits on new sandboxes, respected before asking instead of after a 429.
+
+E2B limits each team (API key) to a create rate and a number of sandboxes running at once:
+Hobby 1 create/s and 20 running, Pro 5/s and 100. `CreateLimiter` paces this process's creates
+per key (evenly spaced, so no burst can trip E2B's own bucket) and holds a create while the
+team already runs its maximum, asking E2B how many run rather than trusting a local count
+(sandboxes end on other workers, by timeout, or by hand). The caller's activity heartbeats
+while it waits. Several worker processes share one key without coordinating: E2B's 429 then
+becomes a retryable `RateLimited` and Temporal retries the activity after `Retry-After`.
+
+Configuration: `E2B_TIER` (`hobby` | `pro`; unset: no pacing, only the 429 backstop),
+`E2B_CREATE_RATE` (creates per second) and `E2B_MAX_CONCURRENT` (running sandboxes), each
+overriding the tier's figure; `0` turns that limit off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from provider.errors import InvalidRequest
+
+log = logging.getLogger(__name__)
+
+TIER_VAR = "E2B_TIER"
+CREATE_RATE_VAR = "E2B_CREATE_RATE"
+MAX_CONCURRENT_VAR = "E2B_MAX_CONCURRENT"
+SLOT_POLL_SECONDS = 1.0
+"""How often a create waiting for a free slot asks E2B again how many sandboxes run."""
+
+__all__ = ["TIERS", "CreateLimiter", "TierLimits"]
+
+
+@dataclass(frozen=True)
+class TierLimits:
+    """Creates per second and sandboxes running at once; None: not limited here."""
+
+    create_rate: float | None = None
+    max_concurrent: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TierLimits:
+        env = os.environ if environ is None else environ
+        tier = (env.get(TIER_VAR) or "").strip().lower()
+        if tier and tier not in TIERS:
+            raise InvalidRequest(f"{TIER_VAR} must be one of {', '.join(TIERS)}, not {tier!r}")
+        base = TIERS[tier] if tier else cls()
+        rate = _number(env, CREATE_RATE_VAR, float)
+        concurrent = _number(env, MAX_CONCURRENT_VAR, int)
+        return cls(
+            create_rate=base.create_rate if rate is None else (rate or None),
+            max_concurrent=base.max_concurrent if concurrent is None else (concurrent or None),
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.create_rate is not None or self.max_concurrent is not None
+
+
+TIERS: dict[str, TierLimits] = {
+    "hobby": TierLimits(create_rate=1.0, max_concurrent=20),
+    "pro": TierLimits(create_rate=5.0, max_concurrent=100),
+}
+"""E2B's published limits per plan."""
+
+
+def _number(env: Mapping[str, str], name: str, kind: type[float] | type[int]) -> float | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise InvalidRequest(f"{name} must not be negative")
+    return value
+
+
+@dataclass
+class _KeyState:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    next_create: float = 0.0
+    creating: int = 0
+
+
+class CreateLimiter:
+    """Per-process pacing of creates, one bucket per API key (one E2B team)."""
+
+    def __init__(self, limits: TierLimits, *, clock: Callable[[], float] = time.monotonic):
+        self.limits = limits
+        self._clock = clock
+        self._keys: dict[str, _KeyState] = {}
+
+    @contextlib.asynccontextmanager
+    async def create_slot(
+        self, key: str, running: Callable[[], Awaitable[int]]
+    ) -> AsyncIterator[None]:
+        """Hold the body (one create) until the team has a free slot and its turn has come.
+
+        `running` counts the team's running sandboxes (asked only when a concurrency limit
+        is set). Creates in flight here count too: E2B lists them only once they return.
+        """
+        state = self._keys.setdefault(key, _KeyState())
+        await self._wait_for_slot(state, running)
+        try:
+            await self._wait_for_turn(state)
+            yield
+        finally:
+            state.creating -= 1
+
+    async def _wait_for_slot(self, state: _KeyState, running: Callable[[], Awaitable[int]]) -> None:
+        limit = self.limits.max_concurrent
+        waited = False
+        while True:
+            async with state.lock:
+                # Read before asking: a create finishing during the listing is then counted
+                # twice (harmless), never not at all.
+                in_flight = state.creating
+                if limit is None or await running() + in_flight < limit:
+                    state.creating += 1
+                    if waited:
+                        log.info("a sandbox slot freed up: creating")
+                    return
+            if not waited:
+                log.info("%d sandboxes running (the limit): waiting for one to end", limit)
+                waited = True
+            await asyncio.sleep(SLOT_POLL_SECONDS)
+
+    async def _wait_for_turn(self, state: _KeyState) -> None:
+        """Space creates 1/rate apart (a reserved turn, so waiters don't hold the lock)."""
+        rate = self.limits.create_rate
+        if rate is None:
+            return
+        async with state.lock:
+            now = self._clock()
+            turn = max(now, state.next_create)
+            state.next_create = turn + 1.0 / rate
+        if turn > now:
+            await asyncio.sleep(turn - now)

@@ -1,0 +1,154 @@
+"""Payload encryption for Temporal's event history: AES-256-GCM, keys from the environment.
+
+Off by default. With `SESSIONS_PAYLOAD_KEYS="k2:<base64 32 bytes>,k1:<base64 32 bytes>"` every
+payload a client or worker built by `connect_temporal` writes (workflow inputs such as the
+sandbox's env vars, signals, updates, results, activity inputs) is encrypted with the first key;
+any listed key decrypts. The key id travels in the payload's metadata (`encryption-key-id`), so
+keys rotate by putting a new one first and dropping an old one only once no history needs it.
+Failure messages are encrypted too. Payloads without the encrypted encoding pass through, so
+histories written before encryption was turned on stay readable. The format is the one of
+Temporal's encryption sample (12-byte nonce + AES-GCM ciphertext of the serialized payload).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+import re
+from collections.abc import Mapping, Sequence
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
+
+from sessions.errors import ConfigError, SessionsError
+
+KEYS_ENV = "SESSIONS_PAYLOAD_KEYS"
+ENCODING = b"binary/encrypted"
+KEY_ID = "encryption-key-id"
+KEY_BYTES = 32
+_NONCE_BYTES = 12
+_KEY_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+__all__ = [
+    "ENCODING",
+    "KEYS_ENV",
+    "KEY_ID",
+    "EncryptionCodec",
+    "PayloadKeyError",
+    "codec_from_env",
+    "data_converter",
+    "parse_keys",
+]
+
+
+class PayloadKeyError(SessionsError):
+    """A payload cannot be decrypted: its key id is not configured, or the key is wrong."""
+
+
+def parse_keys(raw: str) -> list[tuple[str, bytes]]:
+    """`id:base64,id:base64` → [(id, key)], first one encrypts. Errors never show a key."""
+    keys: list[tuple[str, bytes]] = []
+    entries = [e.strip() for e in raw.split(",")]
+    for n, entry in enumerate(entries, start=1):
+        where = f"{KEYS_ENV} entry {n}"
+        key_id, sep, encoded = entry.partition(":")
+        key_id = key_id.strip()
+        if not sep or not _KEY_ID_RE.match(key_id):
+            raise ConfigError(
+                f"{where} must be KEY_ID:BASE64_KEY with a key id of letters, digits, '.', '_' "
+                "or '-' (e.g. k1:<base64 of 32 random bytes>)"
+            )
+        try:
+            key = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(f"{where} (key id {key_id!r}): the key is not valid base64") from None
+        if len(key) != KEY_BYTES:
+            raise ConfigError(
+                f"{where} (key id {key_id!r}): the key must be {KEY_BYTES} bytes "
+                f"(AES-256), not {len(key)}"
+            )
+        if any(key_id == known for known, _ in keys):
+            raise ConfigError(f"{where}: key id {key_id!r} is listed twice")
+        keys.append((key_id, key))
+    return keys
+
+
+class EncryptionCodec(PayloadCodec):
+    """Encrypts with the first key, decrypts with whichever key id a payload names."""
+
+    def __init__(self, keys: Sequence[tuple[str, bytes]]) -> None:
+        super().__init__()
+        if not keys:
+            raise ConfigError(f"{KEYS_ENV}: at least one key is needed")
+        self.key_id = keys[0][0]
+        self._ciphers = {key_id: AESGCM(key) for key_id, key in keys}
+
+    @property
+    def key_ids(self) -> list[str]:
+        return list(self._ciphers)
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        cipher = self._ciphers[self.key_id]
+        out = []
+        for p in payloads:
+            nonce = os.urandom(_NONCE_BYTES)
+            data = nonce + cipher.encrypt(nonce, p.SerializeToString(), None)
+            out.append(
+                Payload(metadata={"encoding": ENCODING, KEY_ID: self.key_id.encode()}, data=data)
+            )
+        return out
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self._decode_one(p) for p in payloads]
+
+    def _decode_one(self, p: Payload) -> Payload:
+        if p.metadata.get("encoding", b"") != ENCODING:
+            return p  # written before encryption was on, or by a client without it
+        key_id = p.metadata.get(KEY_ID, b"").decode(errors="replace")
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            raise PayloadKeyError(
+                f"cannot decrypt a payload encrypted with key id {key_id!r}: {KEYS_ENV} has "
+                f"{', '.join(repr(k) for k in self._ciphers)}; add that key (after the first)"
+            )
+        try:
+            plain = cipher.decrypt(p.data[:_NONCE_BYTES], p.data[_NONCE_BYTES:], None)
+        except InvalidTag:
+            raise PayloadKeyError(
+                f"cannot decrypt a payload with key id {key_id!r}: the key configured under "
+                "that id is not the one that encrypted it, or the payload is corrupted"
+            ) from None
+        return Payload.FromString(plain)
+
+
+def codec_from_env(environ: Mapping[str, str] | None = None) -> EncryptionCodec | None:
+    """The codec `SESSIONS_PAYLOAD_KEYS` asks for, or None when it is unset or empty."""
+    raw = (os.environ if environ is None else environ).get(KEYS_ENV, "").strip()
+    if not raw:
+        return None
+    return EncryptionCodec(parse_keys(raw))
+
+
+def data_converter(environ: Mapping[str, str] | None = None) -> DataConverter:
+    """The pydantic data converter, encrypting payloads when `SESSIONS_PAYLOAD_KEYS` is set.
+
+    Failures' messages and stack traces are then encrypted too (they can quote what a command
+    printed); their type and retry flags stay readable for Temporal's retry policies.
+    """
+    codec = codec_from_env(environ)
+    if codec is None:
+        return pydantic_data_converter
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )

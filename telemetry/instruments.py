@@ -1,0 +1,120 @@
+"""The worker's own metrics: what sandboxes cost, how many exist, how long gates and E2B take.
+
+Names, units and attributes are listed in docs/observability.md. Attribute values are ids and
+outcomes only, never a credential, command or environment value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import metrics
+
+from telemetry import otel
+
+if TYPE_CHECKING:
+    from ledger import CostEvent
+
+ORG = "org.id"
+TEMPLATE = "sandbox.template.id"
+SANDBOX = "sandbox.id"
+SESSION = "session.id"
+OPERATION = "sandbox.operation"
+OUTCOME = "sandbox.outcome"
+ERROR_TYPE = "error.type"
+GATE_OUTCOME = "gate.outcome"
+
+_PROVIDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+"""E2B calls: tens of milliseconds (keep-alive) to minutes (a pause of a large sandbox, exec)."""
+_GATE_BUCKETS = (10, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400)
+"""Humans: a minute to a week."""
+
+
+@dataclass(frozen=True)
+class Instruments:
+    running_seconds: metrics.Counter
+    paused_seconds: metrics.Counter
+    sandboxes_running: metrics.UpDownCounter
+    sandboxes_paused: metrics.UpDownCounter
+    gate_wait: metrics.Histogram
+    provider_duration: metrics.Histogram
+    provider_errors: metrics.Counter
+
+    @classmethod
+    def create(cls, meter: metrics.Meter) -> Instruments:
+        return cls(
+            running_seconds=meter.create_counter(
+                "sandbox.running.seconds",
+                unit="s",
+                description="Sandbox seconds billed as running, recorded once per ledger row",
+            ),
+            paused_seconds=meter.create_counter(
+                "sandbox.paused.seconds",
+                unit="s",
+                description="Sandbox seconds spent paused (not billed by E2B)",
+            ),
+            sandboxes_running=meter.create_up_down_counter(
+                "sandboxes.running",
+                unit="{sandbox}",
+                description="Sandboxes running, as changed by this worker's provider calls",
+            ),
+            sandboxes_paused=meter.create_up_down_counter(
+                "sandboxes.paused",
+                unit="{sandbox}",
+                description="Sandboxes paused, as changed by this worker's provider calls",
+            ),
+            gate_wait=meter.create_histogram(
+                "gate.wait.duration",
+                unit="s",
+                description="From an approval gate's request to its decision or timeout",
+                explicit_bucket_boundaries_advisory=_GATE_BUCKETS,
+            ),
+            provider_duration=meter.create_histogram(
+                "sandbox.provider.duration",
+                unit="s",
+                description="Latency of each sandbox provider (E2B) call",
+                explicit_bucket_boundaries_advisory=_PROVIDER_BUCKETS,
+            ),
+            provider_errors=meter.create_counter(
+                "sandbox.provider.errors",
+                unit="{error}",
+                description="Failed sandbox provider calls, by operation and error type",
+            ),
+        )
+
+
+_cache: list[Instruments] = []
+
+
+def instruments() -> Instruments:
+    """The instruments on the current meter, created once (again after `otel.use()`)."""
+    if not _cache:
+        _cache.append(Instruments.create(otel.meter()))
+    return _cache[0]
+
+
+otel.on_change(_cache.clear)
+
+
+def count_billed_seconds(event: CostEvent) -> None:
+    """Count a newly inserted ledger row's seconds: call only when the row was inserted, so the
+    counters add up to the ledger exactly."""
+    inst = instruments()
+    attrs = {ORG: event.org_id, TEMPLATE: event.template_id}
+    inst.running_seconds.add(event.running_seconds, attrs)
+    inst.paused_seconds.add(event.paused_seconds, attrs)
+
+
+def record_gate_decided(gate: Any) -> None:
+    """From workflow code, when a gate leaves `waiting`: its wait, by outcome.
+
+    Does nothing while the workflow replays history, so each decision is counted once per
+    decision, not once per replay; it issues no command, so it cannot change the history.
+    """
+    from temporalio import workflow
+
+    if workflow.unsafe.is_replaying() or gate.decided_at is None:
+        return
+    waited = max((gate.decided_at - gate.requested_at).total_seconds(), 0.0)
+    instruments().gate_wait.record(waited, {GATE_OUTCOME: str(gate.state)})

@@ -1,0 +1,218 @@
+"""The bad-input table, second half: the `sessions` CLI.
+
+Each row is a command, its exit code and its one line: one session started with the CLI (and its
+encrypting `sessions worker` subprocess) is walked through running → paused → resumed → ended.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger import open_ledger
+from sessions import SessionClient
+from tests.cli.conftest import CliStack
+
+from .conftest import failed_workflow_tasks, wait_state
+from .test_bad_input import BY, GATE, PHASES, ROWS, START_ROWS, STATE_OF_PHASE, TITLE
+
+DOC = Path(__file__).parents[2] / "docs" / "bad-input.md"
+
+S = "{session}"
+CLI_ROWS: list[tuple[str, str, tuple[str, ...], int, str]] = [
+    # (id, phase, argv, exit code, text on stderr — or on stdout when the code is 0)
+    (
+        "cli-negative-timeout",
+        "running",
+        ("gate", S, "g", "--timeout", "-5"),
+        2,
+        "invalid duration '-5': it must be more than zero",
+    ),
+    (
+        "cli-zero-timeout",
+        "running",
+        ("gate", S, "g", "--timeout", "0s"),
+        2,
+        "invalid duration '0s': it must be more than zero",
+    ),
+    (
+        "cli-exec-negative-timeout",
+        "running",
+        ("exec", S, "--timeout", "-1m", "--", "true"),
+        2,
+        "invalid duration '-1m'",
+    ),
+    (
+        "cli-exec-invalid-env-name",
+        "running",
+        ("exec", S, "--env", "BAD-NAME=1", "--", "true"),
+        2,
+        "--env: invalid variable name 'BAD-NAME'",
+    ),
+    (
+        "cli-control-characters",
+        "running",
+        ("gate", S, "a\nb"),
+        2,
+        "invalid GateRequest: gate: gate contains control characters",
+    ),
+    (
+        "cli-oversized-gate",
+        "running",
+        ("gate", S, "g" * 200),
+        2,
+        "gate: String should have at most 128 characters",
+    ),
+    (
+        "cli-oversized-comment",
+        "running",
+        ("approve", S, "g", "--by", "a", "--comment", "c" * 5000),
+        2,
+        "comment: String should have at most 4000 characters",
+    ),
+    (
+        "cli-oversized-org",
+        "running",
+        ("start", "--org", "o" * 300),
+        2,
+        "org_id: String should have at most 200 characters",
+    ),
+    (
+        "cli-empty-org",
+        "running",
+        ("start", "--org", ""),
+        2,
+        "org_id: String should have at least 1 character",
+    ),
+    (
+        "cli-oversized-env",
+        "running",
+        ("start", "--org", "a", "--env", "K=" + "v" * 40_000),
+        2,
+        "environment variable K is longer than 32768 bytes",
+    ),
+    (
+        "cli-existing-session-id",
+        "running",
+        ("start", "--org", "a", "--session-id", S),
+        1,
+        "already exists: choose another --session-id",
+    ),
+    (
+        "cli-unknown-gate",
+        "running",
+        ("approve", S, "nope", "--by", "ana"),
+        1,
+        "error: unknown gate 'nope' (gates: none)",
+    ),
+    (
+        "cli-unicode-gate",
+        "running",
+        ("gate", S, GATE, "--title", TITLE),
+        0,
+        f"gate {GATE} requested",
+    ),
+    (
+        "cli-exec-while-paused",
+        "paused",
+        ("exec", S, "--", "true"),
+        1,
+        f"error: session is paused at gate '{GATE}'",
+    ),
+    (
+        "cli-gate-requested-twice",
+        "paused",
+        ("gate", S, GATE),
+        1,
+        f"error: gate '{GATE}' was already requested",
+    ),
+    (
+        "cli-unicode-decision",
+        "paused",
+        ("approve", S, GATE, "--by", BY, "--comment", "ok ✓"),
+        0,
+        f"gate {GATE} approved by {BY}",
+    ),
+    (
+        "cli-second-decision",
+        "resumed",
+        ("reject", S, GATE, "--by", "bo"),
+        1,
+        f"error: gate '{GATE}' is already approved by {BY}",
+    ),
+    ("cli-finish", "resumed", ("finish", S, "--wait"), 0, "finish requested"),
+    ("cli-approve-after-finish", "ended", ("approve", S, GATE, "--by", "ana"), 1, "has ended"),
+    ("cli-exec-after-finish", "ended", ("exec", S, "--", "true"), 1, "has ended"),
+    ("cli-gate-after-finish", "ended", ("gate", S, "late"), 1, "has ended"),
+    ("cli-finish-after-finish", "ended", ("finish", S), 1, "has ended"),
+    ("cli-cancel-after-finish", "ended", ("cancel", S), 1, "has ended"),
+]
+CLI_THEN = {"cli-unicode-gate": "paused", "cli-unicode-decision": "resumed", "cli-finish": "ended"}
+
+
+class LiveCliSession:
+    """One session started and steered with the CLI, walked through the phases."""
+
+    def __init__(self, stack: CliStack, client: SessionClient) -> None:
+        self.stack, self.client = stack, client
+        self.session: str | None = None
+        self.phase = "new"
+
+    async def reach(self, phase: str) -> str:
+        if self.session is None:
+            started = await self.stack.cli("start", "--org", "acme", "--env", "KEEP=me")
+            self.session = started.ok().out.strip()
+            await self.wait("running")
+            self.phase = "running"
+        while self.phase != phase:
+            assert PHASES.index(self.phase) < PHASES.index(phase), f"already past {phase}"
+            row = next(r for r in CLI_ROWS if r[1] == self.phase and r[0] in CLI_THEN)
+            await self.run(row)
+        return self.session
+
+    async def wait(self, phase: str) -> None:
+        assert self.session is not None
+        await wait_state(self.client, self.session, STATE_OF_PHASE[phase])
+
+    async def run(self, row: tuple[str, str, tuple[str, ...], int, str]) -> None:
+        case, _, argv, code, text = row
+        assert self.session is not None
+        result = await self.stack.cli(*(a.replace(S, self.session) for a in argv))
+        if code == 0:
+            assert text in result.ok().out, result
+        else:
+            assert text in result.one_error_line() and result.code == code, result
+        then = CLI_THEN.get(case)
+        if then and then != "ended":
+            await self.wait(then)
+        self.phase = then or self.phase
+        handle = self.client.client.get_workflow_handle(f"session-{self.session}")
+        assert await failed_workflow_tasks(handle) == [], case
+        if then == "ended":
+            ledger = await open_ledger(self.stack.ledger_url)
+            try:
+                assert len(await ledger.events(session_id=self.session)) == 1
+            finally:
+                await ledger.close()
+
+
+@pytest.fixture(scope="module")
+def live_cli(cli_stack: CliStack, cli_client: SessionClient) -> LiveCliSession:
+    return LiveCliSession(cli_stack, cli_client)
+
+
+@pytest.mark.parametrize("row", CLI_ROWS, ids=[r[0] for r in CLI_ROWS])
+async def test_command(live_cli: LiveCliSession, row: Any) -> None:
+    await live_cli.reach(row[1])
+    await live_cli.run(row)
+
+
+def test_the_table_is_documented() -> None:
+    """docs/bad-input.md (and so the README) lists every case of this file."""
+    text = DOC.read_text()
+    ids = [r.id for r in ROWS] + [r[0] for r in START_ROWS] + [r[0] for r in CLI_ROWS]
+    ids.append("finish-race")
+    missing = [i for i in ids if f"`{i}`" not in text]
+    assert not missing, f"cases missing from {DOC.name}: {missing}"

@@ -1,0 +1,116 @@
+"""Configuration by the standard OTEL_* variables, and the worker's own settings around it."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from sessions.errors import ConfigError
+from telemetry import build
+from telemetry.temporal import port_from_env
+from workflows import SandboxSession
+
+from .conftest import MemoryTelemetry
+
+HISTORIES = Path(__file__).parent.parent / "histories"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def otel_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_METRICS_EXPORTER",
+        "OTEL_SDK_DISABLED",
+        "OTEL_SERVICE_NAME",
+        "OTEL_RESOURCE_ATTRIBUTES",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_nothing_is_exported_without_an_endpoint(otel_env: pytest.MonkeyPatch) -> None:
+    built = build()
+    assert (built.tracer_provider, built.meter_provider, built.exporters) == (None, None, {})
+
+
+def test_an_endpoint_exports_both_signals_as_session_worker(
+    otel_env: pytest.MonkeyPatch,
+) -> None:
+    otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    built = build()
+    try:
+        assert built.exporters == {"traces": "otlp", "metrics": "otlp"}
+        resource = built.tracer_provider.resource
+        assert resource.attributes["service.name"] == "session-worker"
+    finally:
+        built.shutdown(timeout_millis=100)
+
+
+def test_service_name_signal_choice_and_kill_switch_follow_otel(
+    otel_env: pytest.MonkeyPatch,
+) -> None:
+    otel_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9/v1/traces")
+    otel_env.setenv("OTEL_SERVICE_NAME", "workers-eu")
+    built = build()
+    try:
+        assert built.exporters == {"traces": "otlp"}  # no metrics endpoint: no metrics
+        assert built.tracer_provider.resource.attributes["service.name"] == "workers-eu"
+    finally:
+        built.shutdown(timeout_millis=100)
+    otel_env.setenv("OTEL_SDK_DISABLED", "true")
+    assert build().exporters == {}
+
+
+def test_a_bad_port_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SESSIONS_METRICS_PORT", "nine")
+    with pytest.raises(ConfigError, match="SESSIONS_METRICS_PORT must be a port number"):
+        port_from_env("SESSIONS_METRICS_PORT")
+    monkeypatch.setenv("SESSIONS_METRICS_PORT", "")
+    assert port_from_env("SESSIONS_METRICS_PORT") is None
+
+
+@pytest.mark.parametrize("setting", ["LOG_FORMAT", "SESSIONS_METRICS_PORT"])
+def test_worker_refuses_a_bad_setting_in_one_line(setting: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        value = "xml" if setting == "LOG_FORMAT" else str(taken.getsockname()[1])
+        proc = subprocess.run(
+            [sys.executable, "worker.py"],
+            cwd=REPO,
+            env={"PATH": "/usr/bin:/bin", setting: value, "TEMPORAL_ADDRESS": "127.0.0.1:1"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    expected = (
+        "error: LOG_FORMAT must be text or json, not 'xml'"
+        if setting == "LOG_FORMAT"
+        else f"error: SESSIONS_METRICS_PORT={value}: Failed starting Prometheus exporter"
+    )
+    assert line.startswith(expected), line
+
+
+async def test_replaying_history_records_no_gate_metric(
+    memory_telemetry: MemoryTelemetry,
+) -> None:
+    """A replay (cache eviction, another worker) must not count the same decision again."""
+    before = memory_telemetry.count("gate.wait.duration")
+    replayer = Replayer(workflows=[SandboxSession], data_converter=pydantic_data_converter)
+    for name in ("two_gates", "gate_timeout_reject", "reject"):
+        path = HISTORIES / f"{name}.json"
+        await replayer.replay_workflow(WorkflowHistory.from_json(name, path.read_text()))
+    assert memory_telemetry.count("gate.wait.duration") == before
