@@ -23,6 +23,7 @@ from sessions.codec import KEYS_ENV, EncryptionCodec, PayloadKeyError, data_conv
 from sessions.codec_server import build_app
 from sessions.errors import ConfigError
 from tests.cli.conftest import Cli
+from tests.fixtures.temporal import temporal_binary
 from tests.workflows.conftest import Stack, state_is, wait_for
 from workflows import ExecRequest, GateDecision, GateRequest, SandboxSession
 
@@ -209,7 +210,7 @@ def shown_texts(output: str) -> list[str]:
 
 async def temporal_cli(*args: str) -> str:
     proc = await asyncio.create_subprocess_exec(
-        "temporal", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        temporal_binary(), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     return out.decode(errors="replace")
