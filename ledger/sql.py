@@ -7,6 +7,7 @@ the (session, sandbox) key, then the stored row is read back in the same transac
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -180,14 +181,29 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.close()
+        _set_wal(dbapi_connection)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(conn: Connection) -> None:
         write = conn.get_execution_options().get("ledger_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _set_wal(dbapi_connection: Any, *, attempts: int = 100) -> None:
+    """Switch a connection to WAL. Two workers opening a new file at once can collide here,
+    and SQLite answers "database is locked" at once instead of waiting on the busy timeout."""
+    for attempt in range(attempts):
+        try:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            finally:
+                cursor.close()
+            return
+        except Exception as err:  # the driver's OperationalError, whichever adapter wraps it
+            if "locked" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
 
 
 def _locked_migrate(conn: Connection) -> None:

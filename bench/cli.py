@@ -1,0 +1,215 @@
+"""`python -m bench [all|lifecycle|parked|idle|replay]`: run, print a table, write the JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import shlex
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.lifecycle import lifecycle_both
+from bench.parked import parked_both, run_parked
+from bench.replay import run_replay
+from bench.report import check_targets, plot, render_markdown, render_table
+from bench.stack import ROOT, BenchError, Stack, machine_info, running_stack
+
+DEFAULT_OUT = ROOT / "bench" / "out" / "latest.json"
+SAVED = ROOT / "bench" / "results" / "latest.json"
+DEFAULT_PLOT = ROOT / "bench" / "out" / "latencies.png"
+SCENARIOS = ("all", "lifecycle", "parked", "idle", "replay")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Durable sessions against the raw e2b SDK, on the local emulator.",
+    )
+    p.add_argument("scenario", nargs="?", default="all", choices=SCENARIOS)
+    p.add_argument("-n", "--sessions", type=int, default=100, help="lifecycle sessions (100)")
+    p.add_argument("-c", "--concurrency", type=int, default=20, help="lifecycle concurrency (20)")
+    p.add_argument(
+        "--sequential",
+        type=int,
+        default=20,
+        help="sessions of the one-at-a-time overhead run (20; 0 skips it)",
+    )
+    p.add_argument("-k", "--parked", type=int, default=200, help="sessions parked at once (200)")
+    p.add_argument(
+        "--park-concurrency", type=int, default=50, help="starts/approvals in flight (50)"
+    )
+    p.add_argument("--small-cache", type=int, default=50, help="small worker cache size (50)")
+    p.add_argument("--hold", type=float, default=3.0, help="seconds parked before approval (3)")
+    p.add_argument("--replay-rounds", type=int, default=5, help="passes over the histories (5)")
+    p.add_argument("--isolation", default="process", choices=["process", "namespace", "auto"])
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help=f"also write {SAVED.relative_to(ROOT)} and the same figures as .md",
+    )
+    p.add_argument(
+        "--plot",
+        nargs="?",
+        type=Path,
+        const=DEFAULT_PLOT,
+        default=None,
+        metavar="PNG",
+        help=f"write latency plots (default {DEFAULT_PLOT.name})",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="ledger and worker logs (default: a temporary directory)",
+    )
+    return p
+
+
+def _validate(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for name in ("sessions", "concurrency", "parked", "park_concurrency", "small_cache",
+                 "replay_rounds"):  # fmt: skip
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.sequential < 0:
+        p.error("--sequential must not be negative")
+    if args.hold < 0:
+        p.error("--hold must not be negative")
+    if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
+        p.error("--plot needs matplotlib: pip install -e '.[bench]'")
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every scenario asked for against one dev server and one emulator."""
+    scenario = args.scenario
+    doc: dict[str, Any] = {
+        "schema": 1,
+        "scenario": scenario,
+        "started_at": datetime.now(UTC).isoformat(),
+        "machine": machine_info(),
+        "settings": {
+            k: v for k, v in vars(args).items() if k not in ("out", "plot", "save", "workdir")
+        },
+    }
+    samples: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if scenario != "replay":
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+            workdir = args.workdir or Path(tmp)
+            async with running_stack(workdir, isolation=args.isolation) as stack:
+                await _against_stack(stack, args, doc, samples)
+    if scenario in ("all", "replay"):
+        doc["replay"] = await run_replay(args.replay_rounds)
+    doc["seconds"] = round(time.perf_counter() - t0, 1)
+    doc["targets"] = check_targets(doc)
+    doc["samples"] = samples
+    return doc
+
+
+async def _against_stack(
+    stack: Stack, args: argparse.Namespace, doc: dict[str, Any], samples: dict[str, Any]
+) -> None:
+    scenario = args.scenario
+    if scenario in ("all", "lifecycle"):
+        life = await lifecycle_both(
+            stack, n=args.sessions, concurrency=args.concurrency, sequential=args.sequential
+        )
+        samples["lifecycle"] = {k: v.pop("samples") for k, v in life.items()}
+        doc["lifecycle"] = life
+    if scenario in ("all", "parked", "idle"):
+        k, concurrency, hold = args.parked, args.park_concurrency, args.hold
+        if scenario == "idle":
+            parked = {
+                "default_cache": await run_parked(
+                    stack, k=k, concurrency=concurrency, hold=hold, max_cached=None
+                )
+            }
+        else:
+            parked = await parked_both(
+                stack, k=k, concurrency=concurrency, hold=hold, small_cache=args.small_cache
+            )
+        samples["parked"] = {
+            k: v.pop("samples")["resume_after_approval_ms"] for k, v in parked.items()
+        }
+        doc["parked"] = parked
+        doc["idle_cost"] = _idle_cost(parked)
+
+
+def _idle_cost(parked: dict[str, Any]) -> dict[str, Any]:
+    """Parked sessions' billing, from every parked run together."""
+    bills = [r["billing"] for r in parked.values()]
+    billed = sum(b["billed_running_seconds"] for b in bills)
+    naive = sum(b["naive_running_seconds"] for b in bills)
+    first = parked.get("default_cache") or next(iter(parked.values()))
+    return {
+        "sessions": sum(b["sessions"] for b in bills),
+        "hold_seconds": first["hold_seconds"],
+        "billed_running_seconds": round(billed, 3),
+        "naive_running_seconds": round(naive, 3),
+        "billed_to_naive_ratio": round(billed / naive, 4) if naive else None,
+        "observed_running_seconds": round(sum(b["observed_running_seconds"] for b in bills), 3),
+        "observed_paused_seconds": round(sum(b["observed_paused_seconds"] for b in bills), 3),
+        "parked_seconds_billed_worst_session": max(
+            b["parked_seconds_billed_worst_session"] for b in bills
+        ),
+        "parked_share_billed": _share(bills),
+        "max_abs_error_seconds": max(b["max_abs_error_seconds"] for b in bills),
+        "error_per_session_ms": first["billing"]["error_per_session_ms"],
+        "missing_cost_events": sum(b["missing_cost_events"] for b in bills),
+    }
+
+
+def _share(bills: list[dict[str, Any]]) -> float | None:
+    """Billed running time beyond the observed, as a share of the observed parked time."""
+    paused = sum(b["observed_paused_seconds"] for b in bills)
+    extra = sum(b["billed_running_seconds"] - b["observed_running_seconds"] for b in bills)
+    return round(max(0.0, extra) / paused, 5) if paused else None
+
+
+def write(doc: dict[str, Any], path: Path, *, with_samples: bool = True) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = doc if with_samples else {k: v for k, v in doc.items() if k != "samples"}
+    path.write_text(json.dumps(body, indent=1) + "\n")
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(list(argv) if argv is not None else None)
+    _validate(p, args)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # stop = Ctrl-C: everything cleaned up
+    try:
+        doc = asyncio.run(run(args))
+        doc["command"] = "python -m bench " + shlex.join(
+            list(argv) if argv is not None else sys.argv[1:]
+        )
+        write(doc, args.out)
+        if args.save:
+            write(doc, SAVED, with_samples=False)
+            SAVED.with_suffix(".md").write_text(render_markdown(doc))
+        if args.plot is not None:
+            plot(doc, args.plot)
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(render_table(doc))
+    saved = f" and {SAVED} (+ .md)" if args.save else ""
+    print(f"\nJSON: {args.out}{saved}")
+    if args.plot is not None:
+        print(f"plot: {args.plot}")
+    return 0

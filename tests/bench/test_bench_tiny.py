@@ -1,0 +1,116 @@
+"""`python -m bench all` at tiny sizes, so the benchmark cannot rot.
+
+Asserts only what holds by design (every figure present and consistent, the injected latency
+seen on both paths, parked time not billed); never a performance target.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from typing import Any
+
+import pytest
+
+from bench.cli import main
+from bench.report import TARGETS
+
+PHASES = ("provision", "exec", "pause", "resume", "finish")
+STEPS = ("provision", "exec", "pause", "resume", "terminate", "record_cost")
+
+
+def ordered(s: dict[str, Any], n: int) -> None:
+    assert s["n"] == n
+    assert 0 <= s["p50"] <= s["p95"] <= s["p99"] <= s["max"]
+
+
+@pytest.fixture(scope="module")
+def doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench") / "out.json"
+    args = ["all", "-n", "3", "-c", "3", "--sequential", "2", "-k", "5", "--park-concurrency", "5"]
+    args += ["--small-cache", "2", "--hold", "0.5", "--replay-rounds", "1", "--out", str(out)]
+    assert main(args) == 0
+    return json.loads(out.read_text())
+
+
+def test_lifecycle_reports_both_paths_in_both_latency_settings(doc: dict[str, Any]) -> None:
+    life = doc["lifecycle"]
+    assert life["no_latency"]["latency_injected"] == {}
+    assert life["e2b_latency"]["latency_injected"] == {"create": 0.15, "pause": 1.0, "resume": 1.0}
+    assert life["sequential"]["concurrency"] == 1
+    for run in life.values():
+        n = run["n"]
+        wf, base = run["workflow"], run["baseline"]
+        assert wf["sessions_per_second"] > 0 and base["sessions_per_second"] > 0
+        ordered(wf["session_ms"], n)
+        ordered(base["session_ms"], n)
+        for phase in PHASES:
+            ordered(wf["phases_ms"][phase], n)
+            ordered(base["phases_ms"][phase], n)
+        # Every step of every session is timed.
+        ordered(wf["overhead_per_step_ms"]["all"], n * len(STEPS))
+        for step in STEPS:
+            assert wf["overhead_per_step_ms"][step]["n"] == n
+        assert wf["cpu"]["bench_process_cpu_seconds"] > 0
+        assert run["ratio_workflow_to_baseline"]["session_p50"] > 0
+        assert run["billing"]["sessions"] == n and run["billing"]["missing_cost_events"] == 0
+    # The injected latency is really there, on both paths: a resume takes at least its second.
+    slow = life["e2b_latency"]
+    assert slow["baseline"]["phases_ms"]["resume"]["p50"] >= 1000
+    assert slow["workflow"]["phases_ms"]["resume"]["p50"] >= 1000
+
+
+def test_parked_sessions_bill_running_time_only(doc: dict[str, Any]) -> None:
+    for name, cache in (("default_cache", 2000), ("small_cache", 2)):
+        run = doc["parked"][name]
+        assert run["k"] == 5 and run["max_cached_workflows"] == cache
+        assert run["rss_kib"]["idle"] > 0 and run["rss_kib"]["parked"] > 0
+        ordered(run["resume_after_approval_ms"], 5)
+        assert run["approve_batch_seconds"] > 0
+        bill = run["billing"]
+        assert bill["sessions"] == 5 and bill["missing_cost_events"] == 0
+        # Parked for at least the hold: the emulator saw it paused, the ledger billed it not.
+        assert bill["observed_paused_seconds"] >= 5 * 0.5
+        assert abs(bill["ledger_paused_seconds"] - bill["observed_paused_seconds"]) < 5 * 0.5
+        assert bill["billed_running_seconds"] < bill["naive_running_seconds"]
+    idle = doc["idle_cost"]
+    assert idle["sessions"] == 10 and 0 < idle["billed_to_naive_ratio"] < 1
+    assert idle["max_abs_error_seconds"] < 1.0
+
+
+def test_replay_and_the_report_around_the_figures(doc: dict[str, Any]) -> None:
+    replay = doc["replay"]
+    assert replay["failures"] == 0 and replay["replayed"] == replay["histories"] >= 12
+    assert replay["histories_per_second"] > 0
+    machine = doc["machine"]
+    assert machine["cpu_count"] >= 1 and machine["python"]
+    assert {"temporalio", "e2b"} <= set(machine["versions"])
+    assert len(doc["targets"]) == len(TARGETS)
+    assert all(t["value"] is not None and t["met"] in (True, False) for t in doc["targets"])
+    assert set(doc["samples"]["lifecycle"]) == {"sequential", "no_latency", "e2b_latency"}
+    assert doc["command"].startswith("python -m bench all")
+
+
+def test_bad_arguments_are_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["all", "-n", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--sessions must be at least 1" in err and "Traceback" not in err
+
+
+def test_plot_without_matplotlib_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # matplotlib is an optional extra (`.[bench]`): stand in for a machine without it.
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["replay", "--plot"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--plot needs matplotlib: pip install -e '.[bench]'" in err and "Traceback" not in err
