@@ -176,17 +176,24 @@ async def _drain(stream: asyncio.StreamReader, sink: list[str]) -> None:
         sink.append(line.decode(errors="replace").rstrip())
 
 
+def make_cli(
+    temporal_env: WorkflowEnvironment, home: Path, *, prefix: str, **extra_env: str
+) -> Cli:
+    """The CLI pointed at the test dev server, a ledger file and a task queue of its own."""
+    env = clean_env(
+        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
+        SESSIONS_TASK_QUEUE=f"{prefix}-{uuid.uuid4().hex[:8]}",
+        LEDGER_URL=f"sqlite:///{home / 'ledger.db'}",
+        SESSIONS_DATA_DIR=str(home / "data"),
+        **extra_env,
+    )
+    return Cli(env=env, cwd=home)
+
+
 @pytest_asyncio.fixture(scope="package")
 async def cli(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     """The CLI pointed at the test dev server, a ledger file and a task queue of its own."""
-    home = tmp_path_factory.mktemp("cli")
-    env = clean_env(
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        SESSIONS_TASK_QUEUE=f"cli-{uuid.uuid4().hex[:8]}",
-        LEDGER_URL=f"sqlite:///{home / 'ledger.db'}",
-        SESSIONS_DATA_DIR=str(home / "data"),
-    )
-    return Cli(env=env, cwd=home)
+    return make_cli(temporal_env, tmp_path_factory.mktemp("cli"), prefix="cli")
 
 
 @pytest_asyncio.fixture(scope="package")

@@ -25,7 +25,7 @@ from ledger import Ledger
 from sessions import SessionClient
 from sessions.codec import KEYS_ENV
 from sessions.connect import connect_temporal
-from tests.cli.conftest import Cli, clean_env
+from tests.cli.conftest import Cli, make_cli
 from tests.cli.conftest import cli_stack as cli_stack  # noqa: F401 - re-exported fixture
 from tests.workflows.conftest import Stack, _stack
 from tests.workflows.conftest import ledger as ledger  # noqa: F401 - re-exported fixture
@@ -86,14 +86,7 @@ async def secure_stack(
 async def cli(temporal_env: WorkflowEnvironment, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     """The CLI (and the `sessions worker` of `cli_stack`) with payload encryption on."""
     home = tmp_path_factory.mktemp("secure-cli")
-    env = clean_env(
-        TEMPORAL_ADDRESS=temporal_env.client.service_client.config.target_host,
-        SESSIONS_TASK_QUEUE=f"sec-{uuid.uuid4().hex[:8]}",
-        LEDGER_URL=f"sqlite:///{home / 'ledger.db'}",
-        SESSIONS_DATA_DIR=str(home / "data"),
-        **{KEYS_ENV: KEYS},
-    )
-    return Cli(env=env, cwd=home)
+    return make_cli(temporal_env, home, prefix="sec", **{KEYS_ENV: KEYS})
 
 
 @pytest_asyncio.fixture(scope="package")
