@@ -70,9 +70,10 @@ def build_worker(
     **worker_options: object,
 ) -> Worker:
     """A worker for the session workflow with its dependencies injected."""
-    sandbox = SandboxActivities(TracedProvider.wrap(provider))  # spans, latency, gauges
+    traced = TracedProvider.wrap(provider)  # spans, latency, gauges for every provider call
+    sandbox = SandboxActivities(traced)
     billing = LedgerActivities(ledger)
-    reconcile = ReconcileActivities(provider, client, ledger)
+    reconcile = ReconcileActivities(traced, client, ledger)
     return Worker(
         client,
         task_queue=task_queue,
