@@ -69,6 +69,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _utc(moment: datetime) -> datetime:
+    """E2B's times are UTC; the SDK may hand them over without a zone."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class E2BSettings:
     """Where E2B is: resolved once, argument > environment variable > the SDK's default."""
@@ -172,10 +177,7 @@ class E2BSandboxProvider:
         except ProviderError as err:
             log.warning("start time of sandbox %s unavailable (%s)", sandbox_id, err.type)
             return fallback
-        started = info.started_at
-        if started.tzinfo is None:
-            started = started.replace(tzinfo=UTC)
-        return started
+        return _utc(info.started_at)
 
     async def _connect_running(self, ref: SandboxRef, opts: dict) -> AsyncSandbox:
         """A handle on a running sandbox, never resuming a paused one behind the workflow's back
@@ -347,8 +349,7 @@ class E2BSandboxProvider:
         try:
             with self._api(ref.org_id, f"get sandbox {ref.sandbox_id}") as opts:
                 info = await AsyncSandbox.get_info(ref.sandbox_id, **opts)
-            end = info.end_at if info.end_at.tzinfo else info.end_at.replace(tzinfo=UTC)
-            expires_at = end
+            expires_at = _utc(info.end_at)
         except ProviderError as err:
             log.warning("expiry of sandbox %s unavailable (%s)", ref.sandbox_id, err.type)
         return KeepAliveResult(expires_at=expires_at)
@@ -376,9 +377,7 @@ class E2BSandboxProvider:
                 sandbox_id=info.sandbox_id,
                 template_id=info.template_id,
                 state="paused" if str(info.state) == "paused" else "running",
-                started_at=info.started_at
-                if info.started_at.tzinfo
-                else info.started_at.replace(tzinfo=UTC),
+                started_at=_utc(info.started_at),
                 metadata=dict(info.metadata or {}),
             )
             for info in infos
