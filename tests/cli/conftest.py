@@ -185,6 +185,8 @@ def make_cli(
         SESSIONS_TASK_QUEUE=f"{prefix}-{uuid.uuid4().hex[:8]}",
         LEDGER_URL=f"sqlite:///{home / 'ledger.db'}",
         SESSIONS_DATA_DIR=str(home / "data"),
+        # Its `sessions worker` must not leave a Schedule behind on the shared dev server.
+        SESSIONS_RECONCILER="off",
         **extra_env,
     )
     return Cli(env=env, cwd=home)

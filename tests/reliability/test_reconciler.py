@@ -148,19 +148,23 @@ async def test_schedule_is_created_once_updated_in_place_and_runs_a_pass(rstack:
         ghost = await make_stray(rstack.emulator, f"ghost-{uuid.uuid4().hex[:8]}")
         now = faster.model_copy(update={"input": ReconcileInput(org_ids=["acme"], grace_seconds=0)})
         await ensure_reconciler_schedule(client, rstack.task_queue, now)  # judge the stray now
+        before = len((await handle.describe()).info.recent_actions)
         await handle.trigger()
-        result = await _first_run_result(client, handle)
+        result = await _newest_run_result(client, handle, after=before)
         print(f"\nscheduled reconciler pass: {result}")
         assert result.killed >= 1 and ghost not in rstack.emulator.live_sandboxes()
     finally:
         await handle.delete()
 
 
-async def _first_run_result(client: Client, handle: ScheduleHandle) -> ReconcileResult:
+async def _newest_run_result(
+    client: Client, handle: ScheduleHandle, *, after: int
+) -> ReconcileResult:
+    """The result of the run the trigger started (not of an older, interval-started one)."""
     for _ in range(300):
         actions = (await handle.describe()).info.recent_actions
-        if actions:
-            started = actions[0].action
+        if len(actions) > after:
+            started = max(actions, key=lambda a: a.started_at).action
             return await client.get_workflow_handle(
                 started.workflow_id, result_type=ReconcileResult
             ).result()
