@@ -1,62 +1,88 @@
 """The session worker: `python worker.py` or `sessions worker`.
 
 Connects with `temporalio.envconfig` (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY,
-TEMPORAL_TLS_*, profiles), registers `SandboxSession` and its activities with the E2B provider and
-the billing ledger injected, and drains gracefully on SIGTERM / SIGINT.
+TEMPORAL_TLS_*, profiles), registers `SandboxSession` and the stray reconciler with their
+activities (the E2B provider and the billing ledger injected), keeps the reconciler's Schedule,
+and drains gracefully on SIGTERM / SIGINT. Every other setting is `common.settings.WorkerSettings`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import logging
-import os
 import signal
-import sys
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import NoReturn
+from typing import Any
 
-from temporalio.client import Client
-from temporalio.worker import Worker
-
-from activities import LedgerActivities, SandboxActivities
-from activities.reconcile import (
-    ReconcileActivities,
-    ReconcilerSettings,
-    ensure_reconciler_schedule,
+import click
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
 )
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities import LedgerActivities, ReconcileActivities, ReconcileInput, SandboxActivities
+from common.cli import CONTEXT_SETTINGS
+from common.cli import main as run_command
+from common.settings import ReconcilerSettings, WorkerSettings
+from common.temporal import connect_temporal
 from ledger import Ledger, LedgerError, open_ledger
-from provider import E2BSandboxProvider, SandboxProvider
-from provider.errors import ProviderError
-from sessions.connect import connect_temporal
-from sessions.connect import task_queue as resolve_task_queue
-from sessions.errors import SessionsError
-from telemetry import TracedProvider, temporal_runtime, worker_interceptors
+from provider import E2BSandboxProvider, ProviderError, SandboxProvider
+from telemetry import TracedProvider, temporal_runtime, with_tracing, worker_interceptors
 from telemetry import setup as setup_telemetry
 from telemetry.health import health_server
 from telemetry.logging import configure_logging
-from workflows import SandboxSession
-from workflows.reconciler import StraySandboxReconciler
+from workflows import (
+    RECONCILER_SCHEDULE_ID,
+    RECONCILER_WORKFLOW_ID,
+    SandboxSession,
+    StraySandboxReconciler,
+)
+
+__all__ = [
+    "GRACEFUL_SHUTDOWN",
+    "PASSTHROUGH_MODULES",
+    "build_worker",
+    "ensure_reconciler_schedule",
+    "main",
+    "run_worker",
+    "serve",
+    "workflow_runner",
+]
 
 log = logging.getLogger("session_worker")
 
 GRACEFUL_SHUTDOWN = timedelta(seconds=30)
 """How long in-flight activities may run on after SIGTERM before they are cancelled."""
 
+PASSTHROUGH_MODULES = (
+    "activities",
+    "common",
+    "ledger",
+    "provider",
+    "telemetry",
+    "workflows.models",
+)
+"""What workflow code imports besides the workflow modules themselves: deterministic at import,
+so every workflow run shares the worker's copy instead of importing its own in the sandbox
+(sdk-python, "Passthrough Modules")."""
 
-def _int_env(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SessionsError(f"{name} must be a whole number, not {raw!r}") from None
-    if value < 1:
-        raise SessionsError(f"{name} must be at least 1")
-    return value
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox every worker (and every replayer) runs the workflows in."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH_MODULES)
+    )
 
 
 def build_worker(
@@ -65,11 +91,12 @@ def build_worker(
     task_queue: str,
     provider: SandboxProvider,
     ledger: Ledger,
-    max_cached_workflows: int | None = None,
-    max_concurrent_activities: int | None = None,
-    **worker_options: object,
+    max_cached_workflows: int = 2000,
+    max_concurrent_activities: int = 200,
+    interceptors: Sequence[Any] = (),
+    **worker_options: Any,
 ) -> Worker:
-    """A worker for the session workflow with its dependencies injected."""
+    """A worker for the session and reconciler workflows with their dependencies injected."""
     traced = TracedProvider.wrap(provider)  # spans, latency, gauges for every provider call
     sandbox = SandboxActivities(traced)
     billing = LedgerActivities(ledger)
@@ -85,49 +112,90 @@ def build_worker(
             sandbox.resume_sandbox,
             sandbox.keep_alive_sandbox,
             sandbox.terminate_sandbox,
-            sandbox.sandbox_capabilities,
             billing.record_cost,
             reconcile.find_stray_sandboxes,
             reconcile.reap_stray_sandbox,
         ],
+        workflow_runner=workflow_runner(),
         # Sessions mostly wait on humans: a parked workflow is cheap to cache, and the
         # activities are I/O-bound calls to E2B and the ledger.
-        max_cached_workflows=max_cached_workflows
-        or _int_env("SESSIONS_MAX_CACHED_WORKFLOWS", 2000),
-        max_concurrent_activities=max_concurrent_activities
-        or _int_env("SESSIONS_MAX_CONCURRENT_ACTIVITIES", 200),
+        max_cached_workflows=max_cached_workflows,
+        max_concurrent_activities=max_concurrent_activities,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        interceptors=worker_interceptors(client, worker_options.pop("interceptors", ())),  # type: ignore[arg-type]
-        **worker_options,  # type: ignore[arg-type]
+        interceptors=worker_interceptors(client, interceptors),
+        **worker_options,
     )
 
 
+async def ensure_reconciler_schedule(
+    client: Client, task_queue: str, settings: ReconcilerSettings
+) -> None:
+    """Create the stray reconciler's Schedule, or bring it to these settings (on every start)."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            StraySandboxReconciler.run,
+            ReconcileInput(
+                org_ids=settings.reconciler_orgs, grace_seconds=settings.reconciler_grace
+            ),
+            id=RECONCILER_WORKFLOW_ID,
+            task_queue=task_queue,
+        ),
+        spec=ScheduleSpec(
+            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.reconciler_interval))]
+        ),
+        # One pass at a time; a pass missed while the worker was down is not worth running late.
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(RECONCILER_SCHEDULE_ID, schedule)
+        log.info(
+            "reconciler schedule %s created: every %ss",
+            RECONCILER_SCHEDULE_ID,
+            settings.reconciler_interval,
+        )
+    except ScheduleAlreadyRunningError:
+
+        def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
+            return ScheduleUpdate(schedule=schedule)
+
+        await client.get_schedule_handle(RECONCILER_SCHEDULE_ID).update(update)
+
+
 async def run_worker(
+    settings: WorkerSettings | None = None,
     *,
     client: Client | None = None,
-    task_queue: str | None = None,
-    ledger_url: str | None = None,
     provider: SandboxProvider | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Run until `stop` is set, or SIGINT / SIGTERM arrives; then drain and return."""
-    client = client or await connect_temporal(runtime=temporal_runtime())
-    queue = resolve_task_queue(task_queue)
-    ledger = await open_ledger(ledger_url)
+    settings = settings or WorkerSettings.load()
+    client = client or await connect_temporal(
+        payload_keys=settings.payload_keys,
+        interceptors=with_tracing(()),
+        runtime=temporal_runtime(settings.metrics_port),
+    )
+    ledger = await open_ledger(settings.ledger_location)
     stop = stop or asyncio.Event()
     installed = _install_signal_handlers(stop)
     try:
         worker = build_worker(
-            client, task_queue=queue, provider=provider or E2BSandboxProvider(), ledger=ledger
+            client,
+            task_queue=settings.task_queue,
+            provider=provider or E2BSandboxProvider(settings=settings),
+            ledger=ledger,
+            max_cached_workflows=settings.max_cached_workflows,
+            max_concurrent_activities=settings.max_concurrent_activities,
         )
-        await _ensure_reconciler(client, queue)
+        if settings.reconciler:
+            await _ensure_reconciler(client, settings)
         log.info(
             "worker polling task queue %s on %s (namespace %s)",
-            queue,
+            settings.task_queue,
             client.service_client.config.target_host,
             client.namespace,
         )
-        async with health_server(client, worker, stop), worker:
+        async with health_server(client, worker, stop, settings.health_port), worker:
             await stop.wait()
             log.info("stopping: draining in-flight tasks (up to %s)", GRACEFUL_SHUTDOWN)
     finally:
@@ -136,14 +204,11 @@ async def run_worker(
         await ledger.close()
 
 
-async def _ensure_reconciler(client: Client, queue: str) -> None:
-    """The stray-sandbox Schedule, unless SESSIONS_RECONCILER=off; a failure only warns."""
-    settings = ReconcilerSettings.from_env()
-    if not settings.enabled:
-        return
+async def _ensure_reconciler(client: Client, settings: WorkerSettings) -> None:
+    """A failure only warns: sessions run without the Schedule, and the next start retries."""
     try:
-        await ensure_reconciler_schedule(client, queue, settings)
-    except Exception as err:  # noqa: BLE001 - sessions run without it; the next start retries
+        await ensure_reconciler_schedule(client, settings.task_queue, settings)
+    except Exception as err:  # noqa: BLE001
         log.warning("reconciler schedule not ensured: %s", err)
 
 
@@ -159,27 +224,13 @@ def _install_signal_handlers(stop: asyncio.Event) -> list[signal.Signals]:
     return installed
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the worker, then end the process with `os._exit` (see `_exit`): never returns."""
-    parser = argparse.ArgumentParser(prog="worker.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--task-queue", help="default: SESSIONS_TASK_QUEUE or sandbox-sessions")
-    parser.add_argument("--ledger-url", help="default: LEDGER_URL or a SQLite file")
-    args = parser.parse_args(list(argv) if argv is not None else None)
-    _exit(_serve(args))
-
-
-def _serve(args: argparse.Namespace) -> int:
+def serve(*, task_queue: str | None = None, ledger_url: str | None = None) -> int:
+    """Configure logging and telemetry, run the worker until a signal, flush telemetry."""
+    settings = WorkerSettings.load(task_queue=task_queue, ledger_url=ledger_url)
+    configure_logging(settings.log_level, settings.log_format)
+    telemetry = setup_telemetry()
     try:
-        configure_logging()
-        telemetry = setup_telemetry()
-    except (SessionsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return getattr(err, "exit_code", 2)
-    try:
-        asyncio.run(run_worker(task_queue=args.task_queue, ledger_url=args.ledger_url))
-    except (SessionsError, LedgerError, ProviderError) as err:  # bad config: one line
-        print(f"error: {err}", file=sys.stderr)
-        return getattr(err, "exit_code", 1)
+        asyncio.run(run_worker(settings))
     except KeyboardInterrupt:
         pass
     finally:
@@ -187,15 +238,19 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _exit(code: int) -> NoReturn:
-    """Flush, then leave without interpreter finalization: tearing down Temporal's Rust bridge
-    there can crash with PyGILState_Release (temporalio/sdk-python#300) and lose the exit code."""
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
+@click.command(context_settings=CONTEXT_SETTINGS, help=__doc__.splitlines()[0])
+@click.option(
+    "--task-queue", metavar="QUEUE", help="Default: SESSIONS_TASK_QUEUE or sandbox-sessions."
+)
+@click.option("--ledger-url", metavar="URL", help="Default: LEDGER_URL or a SQLite file.")
+def command(task_queue: str | None, ledger_url: str | None) -> int:
+    return serve(task_queue=task_queue, ledger_url=ledger_url)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python worker.py`; as the program it ends the process itself (`common.cli.main`)."""
+    return run_command(command, argv, prog_name="worker.py", known=(LedgerError, ProviderError))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,31 +1,49 @@
-"""Temporal activities: the sandbox's (provider injected) and the billing ledger's."""
+"""Temporal activities, each class with its dependencies injected: the sandbox's (a provider),
+the billing ledger's, and the stray reconciler's; beside each, its `workflow.ActivityConfig`s."""
 
-from activities._options import ActivityOptions
-from activities.ledger import LedgerActivities
+from activities.ledger import RECORD_COST, LedgerActivities, RecordCostInput, RecordCostResult
+from activities.reconcile import (
+    ReapInput,
+    ReapResult,
+    ReconcileActivities,
+    ReconcileInput,
+    ReconcileResult,
+    StraySandbox,
+    StraysResult,
+)
 from activities.sandbox import (
-    CAPABILITIES_OPTIONS,
-    EXEC_OPTIONS,
-    KEEP_ALIVE_OPTIONS,
+    EXEC,
+    KEEP_ALIVE,
     NON_RETRYABLE_ERROR_TYPES,
-    PAUSE_OPTIONS,
-    PROVISION_OPTIONS,
-    RESUME_OPTIONS,
-    TERMINATE_OPTIONS,
+    PAUSE,
+    PROVISION,
+    RESUME,
+    TERMINATE,
     SandboxActivities,
+    exec_config,
     to_application_error,
 )
 
 __all__ = [
-    "CAPABILITIES_OPTIONS",
-    "EXEC_OPTIONS",
-    "KEEP_ALIVE_OPTIONS",
+    "EXEC",
+    "KEEP_ALIVE",
     "NON_RETRYABLE_ERROR_TYPES",
-    "PAUSE_OPTIONS",
-    "PROVISION_OPTIONS",
-    "RESUME_OPTIONS",
-    "TERMINATE_OPTIONS",
-    "ActivityOptions",
+    "PAUSE",
+    "PROVISION",
+    "RECORD_COST",
+    "RESUME",
+    "TERMINATE",
     "LedgerActivities",
+    "ReapInput",
+    "ReapResult",
+    "ReconcileActivities",
+    "ReconcileInput",
+    "ReconcileResult",
+    "RecordCostInput",
+    "RecordCostResult",
     "SandboxActivities",
+    "StraySandbox",
+    "StraysResult",
+    "exec_config",
     "to_application_error",
 ]

@@ -12,21 +12,26 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ActivityConfig
 
+from common.errors import validation_message
 from ledger import CostEvent, Ledger
 from telemetry.instruments import count_billed_seconds
 
+__all__ = ["RECORD_COST", "LedgerActivities", "RecordCostInput", "RecordCostResult"]
+
 INVALID_COST_EVENT = "InvalidCostEvent"
 
-RECORD_COST_START_TO_CLOSE = timedelta(seconds=30)
-"""One insert and one read: seconds when the database is healthy."""
-
-RECORD_COST_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-    maximum_attempts=0,  # unlimited: a database outage delays the cost, never loses it
-    non_retryable_error_types=[INVALID_COST_EVENT],
+RECORD_COST = ActivityConfig(
+    # One insert and one read: seconds when the database is healthy.
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=5),
+        maximum_attempts=0,  # unlimited: a database outage delays the cost, never loses it
+        non_retryable_error_types=[INVALID_COST_EVENT],
+    ),
 )
 
 
@@ -75,8 +80,5 @@ class LedgerActivities:
 
 def _describe(err: Exception) -> str:
     if isinstance(err, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or 'event'}: {problem['msg']}"
-            for problem in err.errors()
-        )
+        return validation_message(err, whole="event")
     return str(err)

@@ -1,4 +1,5 @@
-"""The stray-sandbox reconciler's activities, and the Schedule that runs it.
+"""The stray-sandbox reconciler's activities (its workflow and Schedule: `workflows/reconciler.py`,
+`worker.py`).
 
 A stray is a sandbox this product created (metadata `managed-by`) whose session workflow is
 closed or unknown: a create whose answer was lost, a terminate that gave up, a workflow
@@ -9,58 +10,49 @@ sandbox its session already billed is never billed twice.
 
 from __future__ import annotations
 
-import logging
-import os
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 from temporalio import activity
-from temporalio.api.enums.v1 import WorkflowExecutionStatus
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
-)
+from temporalio.client import Client
+from temporalio.common import RetryPolicy
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import ActivityConfig
 
-from activities.sandbox import to_application_error
-from ledger import CostEvent, Ledger
+from activities.sandbox import NON_RETRYABLE_ERROR_TYPES, to_application_error
+from common.ids import MANAGED_BY, MANAGED_BY_KEY, workflow_id_for
+from ledger import Ledger, Usage
 from provider.base import ListedSandbox, SandboxProvider
-from provider.e2b import MANAGED_BY
 from provider.errors import ProviderError, SandboxGone
 from provider.models import SandboxRef, TerminateInput
-from sessions.errors import ConfigError
-from workflows.models import workflow_id_for
 
-log = logging.getLogger(__name__)
-
-MANAGED_BY_KEY = "managed-by"
-"""The metadata key the E2B provider tags every sandbox it creates with (value `MANAGED_BY`)."""
-SCHEDULE_ID = "sandbox-stray-reconciler"
-WORKFLOW_ID = "sandbox-stray-reconciler"
 SHARED_KEY_ORG = "*"
 """The org whose key lists the sandboxes when no org is named: the shared `E2B_API_KEY`."""
 
 __all__ = [
-    "SCHEDULE_ID",
+    "FIND_STRAYS",
+    "REAP_STRAY",
+    "SHARED_KEY_ORG",
     "ReapInput",
     "ReapResult",
     "ReconcileActivities",
     "ReconcileInput",
     "ReconcileResult",
-    "ReconcilerSettings",
     "StraySandbox",
     "StraysResult",
-    "ensure_reconciler_schedule",
 ]
+
+_PASS_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
+)
+"""A pass is repeated by the Schedule anyway: a few tries, then leave it to the next pass."""
+
+FIND_STRAYS = ActivityConfig(start_to_close_timeout=timedelta(minutes=2), retry_policy=_PASS_RETRY)
+REAP_STRAY = ActivityConfig(start_to_close_timeout=timedelta(minutes=1), retry_policy=_PASS_RETRY)
 
 
 class ReconcileInput(BaseModel):
@@ -160,7 +152,7 @@ class ReconcileActivities:
         status = description.status
         if status is None:
             return "unknown"
-        return WorkflowExecutionStatus.Name(status).removeprefix("WORKFLOW_EXECUTION_STATUS_")
+        return status.name  # RUNNING, COMPLETED, FAILED, CANCELED, TERMINATED, ...
 
     @activity.defn(name="reap_stray_sandbox")
     async def reap_stray_sandbox(self, input: ReapInput) -> ReapResult:
@@ -175,19 +167,13 @@ class ReconcileActivities:
             ended_at, killed = datetime.now(UTC), False
         except ProviderError as err:
             raise to_application_error(err) from None
-        ended_at = max(ended_at, stray.started_at)
-        seconds = (ended_at - stray.started_at).total_seconds()
-        event = CostEvent(
+        event = Usage.running_since(stray.started_at).cost_event(
             session_id=stray.session_id,
             org_id=stray.org_id,
             issue_id=stray.issue_id,
             sandbox_id=stray.sandbox_id,
             template_id=stray.template_id,
-            started_at=stray.started_at,
             ended_at=ended_at,
-            running_seconds=seconds,
-            paused_seconds=0.0,
-            wall_seconds=seconds,
             outcome="cancelled",
         )
         recorded = await self._ledger.record(event)
@@ -200,74 +186,3 @@ class ReconcileActivities:
             recorded.inserted,
         )
         return ReapResult(sandbox_id=stray.sandbox_id, killed=killed, billed=recorded.inserted)
-
-
-class ReconcilerSettings(BaseModel):
-    """`SESSIONS_RECONCILER` (`on`|`off`), `SESSIONS_RECONCILER_INTERVAL` and
-    `SESSIONS_RECONCILER_GRACE` (seconds), `SESSIONS_RECONCILER_ORGS` (comma-separated)."""
-
-    enabled: bool = True
-    interval_seconds: float = Field(default=300.0, gt=0)
-    input: ReconcileInput = Field(default_factory=ReconcileInput)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReconcilerSettings:
-        env = os.environ if environ is None else environ
-        switch = (env.get("SESSIONS_RECONCILER") or "on").strip().lower()
-        if switch not in ("on", "off", "1", "0", "true", "false"):
-            raise ConfigError(f"SESSIONS_RECONCILER must be on or off, not {switch!r}")
-        orgs = [o.strip() for o in (env.get("SESSIONS_RECONCILER_ORGS") or "").split(",")]
-        inp = ReconcileInput(
-            org_ids=[o for o in orgs if o] or [SHARED_KEY_ORG],
-            grace_seconds=_seconds(env, "SESSIONS_RECONCILER_GRACE", 600.0),
-        )
-        return cls(
-            enabled=switch in ("on", "1", "true"),
-            interval_seconds=_seconds(env, "SESSIONS_RECONCILER_INTERVAL", 300.0, positive=True),
-            input=inp,
-        )
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float, *, positive: bool = False) -> float:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if value < 0 or (positive and value == 0):
-        raise ConfigError(f"{name} must be {'positive' if positive else 'at least 0'}")
-    return value
-
-
-async def ensure_reconciler_schedule(
-    client: Client, task_queue: str, settings: ReconcilerSettings
-) -> None:
-    """Create the Schedule, or bring an existing one to these settings (safe on every start)."""
-    from workflows.reconciler import StraySandboxReconciler
-
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            StraySandboxReconciler.run,
-            settings.input,
-            id=WORKFLOW_ID,
-            task_queue=task_queue,
-        ),
-        spec=ScheduleSpec(
-            intervals=[ScheduleIntervalSpec(every=timedelta(seconds=settings.interval_seconds))]
-        ),
-        # One pass at a time; a pass missed while the worker was down is not worth running late.
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-    )
-    try:
-        await client.create_schedule(SCHEDULE_ID, schedule)
-        log.info(
-            "reconciler schedule %s created: every %ss", SCHEDULE_ID, settings.interval_seconds
-        )
-    except ScheduleAlreadyRunningError:
-
-        def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
-
-        await client.get_schedule_handle(SCHEDULE_ID).update(update)

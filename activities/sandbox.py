@@ -1,4 +1,5 @@
-"""Sandbox activities: one per provider call, with the provider injected, and their options.
+"""Sandbox activities: one per provider call, with the provider injected, and their options
+(`workflow.ActivityConfig`s the workflow passes with `**`).
 
 Every activity is safe to retry: provision creates with an idempotency key, pause/resume/
 terminate are idempotent. Provider failures become `ApplicationError`s whose `type` is the
@@ -17,14 +18,12 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ActivityConfig
 
-from activities._options import ActivityOptions
 from provider.base import SandboxProvider
 from provider.errors import ProviderError
 from provider.models import (
     EXEC_DEFAULT_TIMEOUT_SECONDS,
-    CapabilitiesInput,
-    CapabilityProfile,
     ExecInput,
     ExecResult,
     KeepAliveInput,
@@ -57,17 +56,16 @@ _EXEC_RUNNING = "exec-running"
 _DEFAULT_HEARTBEAT_INTERVAL = 5.0
 
 __all__ = [
-    "CAPABILITIES_OPTIONS",
+    "EXEC",
     "EXEC_INTERRUPTED",
-    "EXEC_OPTIONS",
-    "KEEP_ALIVE_OPTIONS",
+    "KEEP_ALIVE",
     "NON_RETRYABLE_ERROR_TYPES",
-    "PAUSE_OPTIONS",
-    "PROVISION_OPTIONS",
-    "RESUME_OPTIONS",
-    "TERMINATE_OPTIONS",
-    "ActivityOptions",
+    "PAUSE",
+    "PROVISION",
+    "RESUME",
+    "TERMINATE",
     "SandboxActivities",
+    "exec_config",
     "to_application_error",
 ]
 
@@ -93,7 +91,7 @@ _LOST_WORKER = timedelta(seconds=20)
 a crash then costs a session about 20 s, not a minute, while a slow E2B call (a pause is ~4 s
 per GiB) keeps heartbeating and is never cut short by it."""
 
-PROVISION_OPTIONS = ActivityOptions(
+PROVISION = ActivityConfig(
     # A create, a start-time read and the runner launch; E2B creates in well under a second.
     start_to_close_timeout=timedelta(minutes=3),
     heartbeat_timeout=_LOST_WORKER,
@@ -102,7 +100,7 @@ PROVISION_OPTIONS = ActivityOptions(
     schedule_to_close_timeout=timedelta(minutes=10),
     retry_policy=_retry(maximum=30),
 )
-EXEC_OPTIONS = ActivityOptions(
+EXEC = ActivityConfig(
     # The command's own timeout (the seed's 600 s by default) plus the connect and the kill;
     # the workflow raises this floor for a longer command timeout.
     start_to_close_timeout=timedelta(seconds=EXEC_DEFAULT_TIMEOUT_SECONDS + 60),
@@ -113,26 +111,26 @@ EXEC_OPTIONS = ActivityOptions(
     # pay: running it twice is worse than reporting one failure.
     retry_policy=_retry(maximum=10, attempts=3, extra_non_retryable=(EXEC_INTERRUPTED,)),
 )
-PAUSE_OPTIONS = ActivityOptions(
+PAUSE = ActivityConfig(
     # A pause snapshots memory, about 4 s per GiB.
     start_to_close_timeout=timedelta(minutes=5),
     heartbeat_timeout=_LOST_WORKER,
     schedule_to_close_timeout=timedelta(minutes=30),
     retry_policy=_retry(maximum=30),
 )
-RESUME_OPTIONS = ActivityOptions(
+RESUME = ActivityConfig(
     start_to_close_timeout=timedelta(minutes=2),
     heartbeat_timeout=_LOST_WORKER,
     schedule_to_close_timeout=timedelta(minutes=30),
     retry_policy=_retry(maximum=30),
 )
-KEEP_ALIVE_OPTIONS = ActivityOptions(
+KEEP_ALIVE = ActivityConfig(
     start_to_close_timeout=timedelta(seconds=30),
     # Short enough to leave the sandbox's own timeout (>= 30 s past the last extension) room.
     schedule_to_close_timeout=timedelta(minutes=5),
     retry_policy=_retry(maximum=10),
 )
-TERMINATE_OPTIONS = ActivityOptions(
+TERMINATE = ActivityConfig(
     start_to_close_timeout=timedelta(minutes=1),
     heartbeat_timeout=_LOST_WORKER,
     # A stray sandbox costs money until E2B's own timeout ends it; keep trying for E2B's
@@ -140,10 +138,18 @@ TERMINATE_OPTIONS = ActivityOptions(
     schedule_to_close_timeout=timedelta(hours=24),
     retry_policy=_retry(maximum=300),
 )
-CAPABILITIES_OPTIONS = ActivityOptions(
-    start_to_close_timeout=timedelta(seconds=10),
-    retry_policy=_retry(maximum=5, attempts=3),
-)
+
+
+def exec_config(command_timeout_seconds: float) -> ActivityConfig:
+    """`EXEC`, with room for a command allowed longer than the default: the activity must be
+    allowed to outlive the command it runs."""
+    floor = timedelta(seconds=command_timeout_seconds + 60)
+    current = EXEC["start_to_close_timeout"]
+    if current is not None and current >= floor:
+        return EXEC
+    config = EXEC.copy()
+    config["start_to_close_timeout"] = floor
+    return config
 
 
 def to_application_error(err: ProviderError) -> ApplicationError:
@@ -213,10 +219,7 @@ class SandboxActivities:
                 non_retryable=True,
             )
         activity.logger.info(
-            "exec sandbox=%s timeout=%ss background=%s",
-            input.ref.sandbox_id,
-            input.timeout_seconds,
-            input.background,
+            "exec sandbox=%s timeout=%ss", input.ref.sandbox_id, input.timeout_seconds
         )
         return await _run(self._provider.exec_command(input), _EXEC_RUNNING)
 
@@ -238,10 +241,3 @@ class SandboxActivities:
     async def terminate_sandbox(self, input: TerminateInput) -> TerminateResult:
         activity.logger.info("terminate sandbox=%s", input.ref.sandbox_id)
         return await _run(self._provider.terminate(input))
-
-    @activity.defn(name="sandbox_capabilities")
-    async def sandbox_capabilities(self, input: CapabilitiesInput) -> CapabilityProfile:
-        try:
-            return self._provider.capabilities(input.pool)
-        except ProviderError as err:
-            raise to_application_error(err) from None

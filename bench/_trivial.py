@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import activity, workflow
@@ -23,9 +24,12 @@ class Trivial:
     def step(self) -> None:
         self._signals += 1
 
+    def _received(self, n: int) -> Callable[[], bool]:
+        return lambda: self._signals > n
+
     @workflow.run
     async def run(self, rounds: int) -> int:
         for i in range(rounds):
-            await workflow.wait_condition(lambda i=i: self._signals > i)
+            await workflow.wait_condition(self._received(i))
             await workflow.execute_activity(noop, i, start_to_close_timeout=timedelta(seconds=10))
         return rounds

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import importlib.util
 import json
 import shlex
 import signal
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+import click
 
 from bench.lifecycle import lifecycle_both
 from bench.parked import parked_both, run_parked
 from bench.replay import run_replay
 from bench.report import check_targets, plot, render_markdown, render_table
 from bench.stack import ROOT, BenchError, Stack, machine_info, running_stack
+from common.cli import CONTEXT_SETTINGS
+from common.cli import main as run_command
+from common.errors import ConfigError
 
 DEFAULT_OUT = ROOT / "bench" / "out" / "latest.json"
 SAVED = ROOT / "bench" / "results" / "latest.json"
@@ -28,66 +32,110 @@ DEFAULT_PLOT = ROOT / "bench" / "out" / "latencies.png"
 SCENARIOS = ("all", "lifecycle", "parked", "idle", "replay")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench",
-        description="Durable sessions against the raw e2b SDK, on the local emulator.",
-    )
-    p.add_argument("scenario", nargs="?", default="all", choices=SCENARIOS)
-    p.add_argument("-n", "--sessions", type=int, default=100, help="lifecycle sessions (100)")
-    p.add_argument("-c", "--concurrency", type=int, default=20, help="lifecycle concurrency (20)")
-    p.add_argument(
-        "--sequential",
-        type=int,
-        default=20,
-        help="sessions of the one-at-a-time overhead run (20; 0 skips it)",
-    )
-    p.add_argument("-k", "--parked", type=int, default=200, help="sessions parked at once (200)")
-    p.add_argument(
-        "--park-concurrency", type=int, default=50, help="starts/approvals in flight (50)"
-    )
-    p.add_argument("--small-cache", type=int, default=50, help="small worker cache size (50)")
-    p.add_argument("--hold", type=float, default=3.0, help="seconds parked before approval (3)")
-    p.add_argument("--replay-rounds", type=int, default=5, help="passes over the histories (5)")
-    p.add_argument("--isolation", default="process", choices=["process", "namespace", "auto"])
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON output path")
-    p.add_argument(
-        "--save",
-        action="store_true",
-        help=f"also write {SAVED.relative_to(ROOT)} and the same figures as .md",
-    )
-    p.add_argument(
-        "--plot",
-        nargs="?",
-        type=Path,
-        const=DEFAULT_PLOT,
-        default=None,
-        metavar="PNG",
-        help=f"write latency plots (default {DEFAULT_PLOT.name})",
-    )
-    p.add_argument(
-        "--workdir",
-        type=Path,
-        default=None,
-        help="ledger and worker logs (default: a temporary directory)",
-    )
-    return p
+class _Command(click.Command):
+    """Remembers the arguments as given: the JSON's `command` repeats them."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["bench.argv"] = list(args)
+        return super().parse_args(ctx, args)
 
 
-def _validate(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+class _Failed(click.ClickException):
+    """A benchmark that could not run (`BenchError`): one line, exit 2 as always."""
+
+    exit_code = 2
+
+
+@click.command(cls=_Command, context_settings=CONTEXT_SETTINGS)
+@click.argument(
+    "scenario", required=False, default="all", type=click.Choice(SCENARIOS), metavar="[SCENARIO]"
+)
+@click.option("-n", "--sessions", type=int, default=100, help="lifecycle sessions (100)")
+@click.option("-c", "--concurrency", type=int, default=20, help="lifecycle concurrency (20)")
+@click.option(
+    "--sequential",
+    type=int,
+    default=20,
+    help="sessions of the one-at-a-time overhead run (20; 0 skips it)",
+)
+@click.option("-k", "--parked", type=int, default=200, help="sessions parked at once (200)")
+@click.option("--park-concurrency", type=int, default=50, help="starts/approvals in flight (50)")
+@click.option("--small-cache", type=int, default=50, help="small worker cache size (50)")
+@click.option("--hold", type=float, default=3.0, help="seconds parked before approval (3)")
+@click.option("--replay-rounds", type=int, default=5, help="passes over the histories (5)")
+@click.option("--isolation", default="process", type=click.Choice(["process", "namespace", "auto"]))
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=DEFAULT_OUT, help="JSON output path"
+)
+@click.option(
+    "--save",
+    is_flag=True,
+    help=f"also write {SAVED.relative_to(ROOT)} and the same figures as .md",
+)
+@click.option(
+    "--plot",
+    is_flag=False,
+    flag_value=str(DEFAULT_PLOT),
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="[PNG]",
+    help=f"write latency plots (default {DEFAULT_PLOT.name})",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="ledger and worker logs (default: a temporary directory)",
+)
+@click.pass_context
+def command(ctx: click.Context, **options: Any) -> int:
+    """Durable sessions against the raw e2b SDK, on the local emulator.
+
+    SCENARIO: all (the default), lifecycle, parked, idle or replay.
+    """
+    names = ("scenario", "sessions", "concurrency", "sequential", "parked", "park_concurrency",
+             "small_cache", "hold", "replay_rounds", "isolation", "out", "save", "plot",
+             "workdir")  # fmt: skip
+    args = SimpleNamespace(**{name: options[name] for name in names})  # in the usual order
+    _validate(args)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # stop = Ctrl-C: everything cleaned up
+    try:
+        doc = asyncio.run(run(args))
+        doc["command"] = "python -m bench " + shlex.join(ctx.meta["bench.argv"])
+        write(doc, args.out)
+        if args.save:
+            write(doc, SAVED, with_samples=False)
+            SAVED.with_suffix(".md").write_text(render_markdown(doc))
+        if args.plot is not None:
+            plot(doc, args.plot)
+    except BenchError as err:
+        raise _Failed(str(err)) from None
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(render_table(doc))
+    saved = f" and {SAVED} (+ .md)" if args.save else ""
+    print(f"\nJSON: {args.out}{saved}")
+    if args.plot is not None:
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def _validate(args: SimpleNamespace) -> None:
     for name in ("sessions", "concurrency", "parked", "park_concurrency", "small_cache",
                  "replay_rounds"):  # fmt: skip
         if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
+            raise click.UsageError(f"--{name.replace('_', '-')} must be at least 1")
     if args.sequential < 0:
-        p.error("--sequential must not be negative")
+        raise click.UsageError("--sequential must not be negative")
     if args.hold < 0:
-        p.error("--hold must not be negative")
+        raise click.UsageError("--hold must not be negative")
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
-        p.error("--plot needs matplotlib: pip install -e '.[bench]'")
+        raise ConfigError("--plot needs matplotlib: pip install -e '.[bench]'")
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: SimpleNamespace) -> dict[str, Any]:
     """Every scenario asked for against one dev server and one emulator."""
     scenario = args.scenario
     doc: dict[str, Any] = {
@@ -115,7 +163,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _against_stack(
-    stack: Stack, args: argparse.Namespace, doc: dict[str, Any], samples: dict[str, Any]
+    stack: Stack, args: SimpleNamespace, doc: dict[str, Any], samples: dict[str, Any]
 ) -> None:
     scenario = args.scenario
     if scenario in ("all", "lifecycle"):
@@ -185,31 +233,9 @@ def _interrupt(*_: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = parser()
-    args = p.parse_args(list(argv) if argv is not None else None)
-    _validate(p, args)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # stop = Ctrl-C: everything cleaned up
-    try:
-        doc = asyncio.run(run(args))
-        doc["command"] = "python -m bench " + shlex.join(
-            list(argv) if argv is not None else sys.argv[1:]
-        )
-        write(doc, args.out)
-        if args.save:
-            write(doc, SAVED, with_samples=False)
-            SAVED.with_suffix(".md").write_text(render_markdown(doc))
-        if args.plot is not None:
-            plot(doc, args.plot)
-    except BenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    print(render_table(doc))
-    saved = f" and {SAVED} (+ .md)" if args.save else ""
-    print(f"\nJSON: {args.out}{saved}")
-    if args.plot is not None:
-        print(f"plot: {args.plot}")
-    return 0
+    """`python -m bench`: the exit code (`argv` given), else it ends the process itself.
+
+    Every failure is one line on stderr (`common.cli.main`): exit 2 for a bad argument or a
+    benchmark that could not run, 130 when stopped (Ctrl-C or SIGTERM, everything cleaned up).
+    """
+    return run_command(command, argv, prog_name="python -m bench")

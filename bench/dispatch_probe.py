@@ -11,18 +11,20 @@ session workflow.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
-import sys
 import uuid
+from typing import Any
 
+import click
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench._trivial import Trivial, noop
 from bench.stack import temporal_binary
+from common.cli import CONTEXT_SETTINGS
+from common.cli import main as run_command
 
 
 async def run(n: int, sticky: bool, dynamic_config: list[str]) -> None:
@@ -33,7 +35,7 @@ async def run(n: int, sticky: bool, dynamic_config: list[str]) -> None:
         dev_server_extra_args=extra,
     )
     queue = f"probe-{uuid.uuid4().hex[:6]}"
-    options = {} if sticky else {"max_cached_workflows": 0}
+    options: dict[str, Any] = {} if sticky else {"max_cached_workflows": 0}
     try:
         async with Worker(env.client, task_queue=queue, workflows=[Trivial], activities=[noop],
                           **options):  # fmt: skip
@@ -61,20 +63,27 @@ async def run(n: int, sticky: bool, dynamic_config: list[str]) -> None:
         await env.shutdown()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.dispatch_probe")
-    parser.add_argument("-n", type=int, default=10, help="runs, one at a time (10)")
-    parser.add_argument("--no-sticky", action="store_true", help="max_cached_workflows=0")
-    parser.add_argument(
-        "--dynamic-config", action="append", default=[], metavar="KEY=VALUE",
-        help="passed to the dev server as --dynamic-config-value (repeatable)",
-    )  # fmt: skip
-    args = parser.parse_args(argv)
-    if args.n < 1:
-        parser.error("-n must be at least 1")
-    asyncio.run(run(args.n, sticky=not args.no_sticky, dynamic_config=args.dynamic_config))
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option("-n", "n", type=int, default=10, metavar="N", help="runs, one at a time (10)")
+@click.option("--no-sticky", is_flag=True, help="max_cached_workflows=0")
+@click.option(
+    "--dynamic-config",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="passed to the dev server as --dynamic-config-value (repeatable)",
+)
+def command(n: int, no_sticky: bool, dynamic_config: tuple[str, ...]) -> int:
+    """How long the dev server takes to hand a workflow task to an idle worker, run after run."""
+    if n < 1:
+        raise click.UsageError("-n must be at least 1")
+    asyncio.run(run(n, sticky=not no_sticky, dynamic_config=list(dynamic_config)))
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The exit code (`argv` given), else it ends the process itself (`common.cli.main`)."""
+    return run_command(command, argv, prog_name="python -m bench.dispatch_probe")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

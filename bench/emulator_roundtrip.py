@@ -7,13 +7,17 @@ Prints the median (and p90) of create -> run -> kill and of pause -> connect.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import statistics
 import sys
 import time
 
+import click
+
+from common.cli import CONTEXT_SETTINGS
+from common.cli import main as run_command
+from emulator.errors import EmulatorError
 from emulator.testing import running_emulator
 
 
@@ -75,16 +79,23 @@ async def run(n: int, isolation: str) -> None:
             print(f"leaked sandboxes: {leaked}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.emulator_roundtrip")
-    parser.add_argument("-n", type=int, default=20, help="iterations (default 20)")
-    parser.add_argument("--isolation", default="auto", choices=["auto", "namespace", "process"])
-    args = parser.parse_args(argv)
-    if args.n < 1:
-        parser.error("-n must be at least 1")
-    asyncio.run(run(args.n, args.isolation))
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option("-n", "n", type=int, default=20, metavar="N", help="iterations (default 20)")
+@click.option("--isolation", default="auto", type=click.Choice(["auto", "namespace", "process"]))
+def command(n: int, isolation: str) -> int:
+    """Round trips through the real e2b SDK against the local emulator (no injected latency)."""
+    if n < 1:
+        raise click.UsageError("-n must be at least 1")
+    asyncio.run(run(n, isolation))
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The exit code (`argv` given), else it ends the process itself (`common.cli.main`)."""
+    return run_command(
+        command, argv, prog_name="python -m bench.emulator_roundtrip", known=(EmulatorError,)
+    )
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -21,7 +21,7 @@ from bench.billing import billing_errors
 from bench.history import HistoryWatcher, SessionTimeline, timeline
 from bench.stack import E2B_LIKE_LATENCY, CpuMeter, Stack, gather_limited, inprocess_worker
 from bench.stats import ratio, summary_ms
-from provider.models import PoolConfig
+from provider.models import ExecResult, PoolConfig
 from workflows import ExecRequest, SandboxSession, SessionInput, workflow_id_for
 
 PHASES = ("provision", "exec", "pause", "resume", "finish")
@@ -55,13 +55,15 @@ async def workflow_session(stack: Stack, session_id: str) -> WorkflowRun:
     t0 = time.perf_counter()
     handle = await stack.client.start_workflow(
         SandboxSession.run,
-        SessionInput(session_id=session_id, org_id="bench", pool=PoolConfig(templateId="base")),
+        SessionInput(session_id=session_id, org_id="bench", pool=PoolConfig(template_id="base")),
         id=workflow_id_for(session_id),
         task_queue=stack.task_queue,
     )
     watch = HistoryWatcher(handle)
     await watch.absorbed("provision_sandbox")
-    result = await handle.execute_update(SandboxSession.exec, ExecRequest(command=COMMAND))
+    result = await handle.execute_update(
+        "exec", ExecRequest(command=COMMAND), result_type=ExecResult
+    )
     if result.exit_code != 0:
         raise RuntimeError(f"exec failed in session {session_id}: {result.stderr}")
     await handle.signal("request_approval", {"gate": "deploy"})

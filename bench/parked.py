@@ -87,7 +87,7 @@ async def _warm_up(stack: Stack, queue: str, worker: WorkerProcess) -> None:
     sid = f"warm-{uuid.uuid4().hex[:8]}"
     handle = await stack.client.start_workflow(
         SandboxSession.run,
-        SessionInput(session_id=sid, org_id="bench-warm", pool=PoolConfig(templateId="base")),
+        SessionInput(session_id=sid, org_id="bench-warm", pool=PoolConfig(template_id="base")),
         id=workflow_id_for(sid),
         task_queue=queue,
         start_signal="finish",
@@ -115,7 +115,7 @@ async def run_parked(
         async def park(sid: str) -> None:
             await stack.client.start_workflow(
                 SandboxSession.run,
-                SessionInput(session_id=sid, org_id="bench", pool=PoolConfig(templateId="base")),
+                SessionInput(session_id=sid, org_id="bench", pool=PoolConfig(template_id="base")),
                 id=workflow_id_for(sid),
                 task_queue=queue,
                 start_signal="request_approval",

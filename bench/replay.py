@@ -12,6 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from bench.stack import ROOT, BenchError
+from worker import workflow_runner
 from workflows import SandboxSession
 from workflows.reconciler import StraySandboxReconciler
 
@@ -33,7 +34,10 @@ async def run_replay(rounds: int) -> dict[str, Any]:
     histories = load_histories()
     # A fixed build id: otherwise every replay call hashes the code of every loaded module.
     replayer = Replayer(
-        workflows=WORKFLOWS, data_converter=pydantic_data_converter, build_id="bench"
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+        build_id="bench",
     )
 
     async def stream() -> AsyncIterator[WorkflowHistory]:

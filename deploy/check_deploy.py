@@ -14,40 +14,16 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere, like lint.sh
+from common.settings import variable_names, variable_prefixes  # noqa: E402
+
 DEPLOY = Path(__file__).resolve().parent
 K8S = DEPLOY / "k8s"
 
-CONTRACT_ENV = {
-    "TEMPORAL_ADDRESS",
-    "TEMPORAL_NAMESPACE",
-    "TEMPORAL_API_KEY",
-    "TEMPORAL_PROFILE",
-    "TEMPORAL_CONFIG_FILE",
-    "E2B_API_KEY",
-    "E2B_DOMAIN",
-    "E2B_API_URL",
-    "E2B_SANDBOX_URL",
-    "LEDGER_URL",
-    "LOG_LEVEL",
-    "LOG_FORMAT",
-    "E2B_TIER",
-    "E2B_CREATE_RATE",
-    "E2B_MAX_CONCURRENT",
-    "SESSIONS_PAYLOAD_KEYS",
-    "SESSIONS_CODEC_AUTH",
-    "SESSIONS_RECONCILER",
-    "SESSIONS_RECONCILER_INTERVAL",
-    "SESSIONS_RECONCILER_GRACE",
-    "SESSIONS_RECONCILER_ORGS",
-    "SESSIONS_DATA_DIR",
-    "SESSIONS_TASK_QUEUE",
-    "SESSIONS_CREDENTIALS_FILE",
-    "SESSIONS_HEALTH_PORT",
-    "SESSIONS_METRICS_PORT",
-    "SESSIONS_MAX_CACHED_WORKFLOWS",
-    "SESSIONS_MAX_CONCURRENT_ACTIVITIES",
-}
-CONTRACT_ENV_PREFIXES = ("TEMPORAL_TLS_", "OTEL_", "E2B_API_KEY__")
+# Every variable the worker reads or documents, from its settings model (common/settings.py):
+# a name here that the code does not know is a typo the worker would silently ignore.
+CONTRACT_ENV = variable_names()
+CONTRACT_ENV_PREFIXES = variable_prefixes()
 
 COMPOSE_SERVICES = {
     "temporal-db",

@@ -1,7 +1,5 @@
-"""`python -m emulator`: run the local E2B-compatible API."""
-
-import sys
+"""`python -m emulator`: run the local E2B-compatible API (it ends the process itself)."""
 
 from .server import main
 
-sys.exit(main())
+main()

@@ -247,7 +247,8 @@ async def files_endpoint(request: Request, sandbox: Sandbox) -> Response:
                 if not raw:
                     return error_response(400, "each file part needs a path (its filename)")
                 path = sandbox_path(raw)
-                data = part.get_payload(decode=True) or b""
+                payload = part.get_payload(decode=True)
+                data = payload if isinstance(payload, bytes) else b""
                 await asyncio.to_thread(_write, sandbox.runtime.host_path(path), data)
                 written.append(_write_info(path, metadata))
         else:

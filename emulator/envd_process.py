@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -47,7 +47,8 @@ def _keepalive(ctx: RequestContext) -> float:
 
 def _event(**kwargs: object) -> pb.ProcessEvent:
     ((field, value),) = kwargs.items()
-    return pb.ProcessEvent(event=Oneof(field, value))
+    event: Any = Oneof(field, value)  # one of the event's fields, named by the caller
+    return pb.ProcessEvent(event=event)
 
 
 class ProcessService(Process):
@@ -56,9 +57,9 @@ class ProcessService(Process):
 
     def _find(self, sandbox: Sandbox, selector: pb.ProcessSelector | None) -> ManagedProcess:
         match selector.selector if selector is not None else None:
-            case Oneof(field="pid", value=pid):
+            case Oneof(field="pid", value=int() as pid):
                 process = sandbox.find_process(pid=pid)
-            case Oneof(field="tag", value=tag):
+            case Oneof(field="tag", value=str() as tag):
                 process = sandbox.find_process(tag=tag)
             case _:
                 raise ConnectError(
@@ -153,7 +154,8 @@ class ProcessService(Process):
                     yield _event(keepalive=pb.ProcessEvent.KeepAlive())
                     continue
                 if ev.kind in ("stdout", "stderr"):
-                    data = pb.ProcessEvent.DataEvent(output=Oneof(ev.kind, ev.data))
+                    output: Any = Oneof(ev.kind, ev.data)
+                    data = pb.ProcessEvent.DataEvent(output=output)
                     yield _event(data=data)
                 elif ev.kind == "end":
                     end = pb.ProcessEvent.EndEvent(
@@ -205,9 +207,9 @@ class ProcessService(Process):
         process: ManagedProcess | None = None
         async for message in request:
             match message.event:
-                case Oneof(field="start", value=start):
+                case Oneof(field="start", value=pb.StreamInputRequest.StartEvent() as start):
                     process = self._find(sandbox, start.process)
-                case Oneof(field="data", value=data):
+                case Oneof(field="data", value=pb.StreamInputRequest.DataEvent() as data):
                     if process is None:
                         raise ConnectError(Code.FAILED_PRECONDITION, "start event must come first")
                     await self._input(process, data.input)

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
 import shutil
 import signal
 import socket
-import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import click
 import uvicorn
 from pydantic import ValidationError
 
-from .config import EmulatorConfig, FaultSettings
+from common.cli import CONTEXT_SETTINGS
+from common.cli import main as run_command
+from common.errors import ConfigError
+
+from .config import EmulatorConfig
 from .control import control_app
 from .envd import EnvdApp
 from .errors import EmulatorError
@@ -160,71 +164,68 @@ async def serve(
             sock.close()
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m emulator", description="Local E2B-compatible API (control plane + envd)."
-    )
-    p.add_argument("--host", help="listen address (env EMULATOR_HOST, default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="control plane port, 0 = free (default 49982)")
-    p.add_argument("--envd-port", type=int, help="envd port, 0 = free (default 49983)")
-    p.add_argument("--api-key", help="the accepted X-API-Key (env E2B_API_KEY; else generated)")
-    p.add_argument("--templates", help="templates file, YAML or JSON (env EMULATOR_TEMPLATES)")
-    p.add_argument("--data-dir", help="where sandbox directories live (default: a temp dir)")
-    p.add_argument(
-        "--latency",
-        action="append",
-        help="op=seconds (repeatable or comma separated; `realistic` for E2B's figures)",
-    )
-    p.add_argument("--fault-rate", type=float, help="share of API calls answered 429")
-    p.add_argument("--error-rate", type=float, help="share of API calls answered --error-status")
-    p.add_argument("--error-status", type=int, help="status of injected errors (default 500)")
-    p.add_argument("--retry-after", type=float, help="Retry-After seconds of injected 429s")
-    p.add_argument("--isolation", choices=["auto", "namespace", "process"])
-    p.add_argument("--quiet", action="store_true", help="do not print the start line")
-    p.add_argument("--log-level", default="warning")
-    return p
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+#: How a person sets each setting: the option, and the environment variable it falls back to.
+_SETTING_NAMES = {
+    "host": "--host (env EMULATOR_HOST)",
+    "port": "--port (env EMULATOR_PORT)",
+    "envd_port": "--envd-port (env EMULATOR_ENVD_PORT)",
+    "api_key": "--api-key (env E2B_API_KEY)",
+    "templates_file": "--templates (env EMULATOR_TEMPLATES)",
+    "data_dir": "--data-dir (env EMULATOR_DATA_DIR)",
+    "latency": "--latency (env EMULATOR_LATENCY)",
+    "isolation": "--isolation (env EMULATOR_ISOLATION)",
+    "quiet": "--quiet",
+    "faults": "--fault-rate (env EMULATOR_FAULT_RATE)",
+    "faults.rate_limit_rate": "--fault-rate (env EMULATOR_FAULT_RATE)",
+    "faults.error_rate": "--error-rate",
+    "faults.error_status": "--error-status",
+    "faults.retry_after": "--retry-after",
+}
 
 
-def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
-    values = {
-        "host": args.host,
-        "port": args.port,
-        "envd_port": args.envd_port,
-        "api_key": args.api_key,
-        "templates_file": args.templates,
-        "data_dir": args.data_dir,
-        "latency": ",".join(args.latency) if args.latency else None,
-        "isolation": args.isolation,
-        "quiet": args.quiet or None,
-    }
-    faults = {
-        "rate_limit_rate": args.fault_rate,
-        "error_rate": args.error_rate,
-        "error_status": args.error_status,
-        "retry_after": args.retry_after,
-    }
-    faults = {k: v for k, v in faults.items() if v is not None}
-    if faults:
-        values["faults"] = FaultSettings(**faults)
-    return EmulatorConfig(**{k: v for k, v in values.items() if v is not None})
-
-
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry point; returns the exit code. Bad input is one line on stderr, never a trace."""
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
-        config = config_from_args(args)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        print(f"emulator: invalid {where}: {first['msg']}", file=sys.stderr)
-        return 2
-    except ValueError as e:
-        print(f"emulator: invalid settings: {e}", file=sys.stderr)
-        return 2
+@click.command(
+    context_settings=CONTEXT_SETTINGS, help="Local E2B-compatible API (control plane + envd)."
+)
+@click.option(
+    "--host", metavar="HOST", help="listen address (env EMULATOR_HOST, default 127.0.0.1)"
+)
+@click.option(
+    "--port", type=int, metavar="PORT", help="control plane port, 0 = free (default 49982)"
+)
+@click.option("--envd-port", type=int, metavar="PORT", help="envd port, 0 = free (default 49983)")
+@click.option(
+    "--api-key", metavar="KEY", help="the accepted X-API-Key (env E2B_API_KEY; else generated)"
+)
+@click.option(
+    "--templates", metavar="FILE", help="templates file, YAML or JSON (env EMULATOR_TEMPLATES)"
+)
+@click.option(
+    "--data-dir", metavar="DIR", help="where sandbox directories live (default: a temp dir)"
+)
+@click.option(
+    "--latency",
+    multiple=True,
+    metavar="OP=SECONDS",
+    help="op=seconds (repeatable or comma separated; `realistic` for E2B's figures)",
+)
+@click.option("--fault-rate", type=float, metavar="SHARE", help="share of API calls answered 429")
+@click.option(
+    "--error-rate", type=float, metavar="SHARE", help="share of API calls answered --error-status"
+)
+@click.option(
+    "--error-status", type=int, metavar="STATUS", help="status of injected errors (default 500)"
+)
+@click.option(
+    "--retry-after", type=float, metavar="SECONDS", help="Retry-After seconds of injected 429s"
+)
+@click.option("--isolation", type=click.Choice(["auto", "namespace", "process"]))
+@click.option("--quiet", is_flag=True, help="do not print the start line")
+@click.option("--log-level", default="warning", metavar="LEVEL")
+def command(log_level: str, **options: Any) -> int:
+    _configure_logging(log_level)
+    config = config_from_options(options)
 
     async def run() -> None:
         task = asyncio.current_task()
@@ -235,11 +236,70 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(run())
-    except asyncio.CancelledError:
-        return 0
-    except KeyboardInterrupt:
-        return 0
-    except EmulatorError as e:
-        print(f"emulator: {e.message}", file=sys.stderr)
-        return 1
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        return 0  # a signal: a clean stop
     return 0
+
+
+def _configure_logging(level: str) -> None:
+    try:
+        logging.basicConfig(
+            level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+    except ValueError:
+        raise ConfigError(
+            f"invalid --log-level: {level!r} is not a level (one of {', '.join(_LOG_LEVELS)})"
+        ) from None
+
+
+def config_from_options(options: Mapping[str, Any]) -> EmulatorConfig:
+    """The settings from the command's options (None: not given, so environment or default).
+
+    A setting that breaks a rule is a `ConfigError` naming its option and variable, and the rule.
+    """
+    latency = options.get("latency")
+    values: dict[str, Any] = {
+        "host": options.get("host"),
+        "port": options.get("port"),
+        "envd_port": options.get("envd_port"),
+        "api_key": options.get("api_key"),
+        "templates_file": options.get("templates"),
+        "data_dir": options.get("data_dir"),
+        "latency": ",".join(latency) if latency else None,
+        "isolation": options.get("isolation"),
+        "quiet": options.get("quiet") or None,
+    }
+    faults = {
+        "rate_limit_rate": options.get("fault_rate"),
+        "error_rate": options.get("error_rate"),
+        "error_status": options.get("error_status"),
+        "retry_after": options.get("retry_after"),
+    }
+    faults = {k: v for k, v in faults.items() if v is not None}
+    if faults:
+        values["faults"] = faults
+    try:
+        return EmulatorConfig(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as e:
+        raise ConfigError(_settings_message(e)) from None
+    except ValueError as e:
+        raise ConfigError(f"invalid settings: {e}") from None
+
+
+def _settings_message(err: ValidationError) -> str:
+    """`invalid --port (env EMULATOR_PORT): Input should be ...`, each problem; never the value."""
+    parts = []
+    for problem in err.errors(include_url=False, include_input=False):
+        where = ".".join(str(part) for part in problem["loc"])
+        name = _SETTING_NAMES.get(where, where or "settings")
+        parts.append(f"invalid {name}: {problem['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts) or "invalid settings"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m emulator`: every failure one line on stderr (`error: ...`), never a trace.
+
+    Exit 2 for a bad argument or setting, 1 for a failure at run time (a port in use), 0 after a
+    signal. As the program (`argv` None) it ends the process itself (`common.cli.main`).
+    """
+    return run_command(command, argv, prog_name="python -m emulator", known=(EmulatorError,))

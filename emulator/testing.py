@@ -108,7 +108,8 @@ async def running_emulator(**overrides: Any) -> AsyncIterator[EmulatorHandle]:
     config = EmulatorConfig(**overrides)
     ready: asyncio.Future[EmulatorCore] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(serve(config, on_ready=ready.set_result))
-    done, _ = await asyncio.wait([ready, task], return_when=asyncio.FIRST_COMPLETED)
+    waiting: list[asyncio.Future[Any]] = [ready, task]
+    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         task.result()  # raises the start-up error
     core = ready.result()

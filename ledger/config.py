@@ -1,8 +1,8 @@
-"""Where the ledger lives: `url` argument > `LEDGER_URL` > a SQLite file in the data directory."""
+"""Where the ledger lives: `url` argument > `LEDGER_URL` > a SQLite file in the data directory
+(`common.settings.LedgerSettings`), and how a URL becomes a driver's."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -12,12 +12,8 @@ from typing import Any, Literal
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from common.settings import LedgerSettings
 from ledger.errors import LedgerConfigError
-
-LEDGER_URL_ENV = "LEDGER_URL"
-DATA_DIR_ENV = "SESSIONS_DATA_DIR"
-DEFAULT_DATA_DIR = "./.sessions"
-LEDGER_FILE = "ledger.db"
 
 _FORMS = "sqlite:///path/to/ledger.db or postgresql://user:password@host:5432/db"
 _SQLITE = {"sqlite", "sqlite+aiosqlite"}
@@ -39,19 +35,11 @@ class LedgerTarget:
         return self.url.render_as_string(hide_password=True)
 
 
-def data_dir() -> Path:
-    """The data directory (`SESSIONS_DATA_DIR`, default `./.sessions`)."""
-    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
-
-
 def resolve_ledger_url(url: str | None = None) -> str:
     """The URL the user asked for, as written: argument > `LEDGER_URL` > the default file."""
     if url is not None and url.strip():
         return url.strip()
-    env = os.environ.get(LEDGER_URL_ENV, "").strip()
-    if env:
-        return env
-    return f"sqlite:///{data_dir() / LEDGER_FILE}"
+    return LedgerSettings.load().ledger_location
 
 
 def mask_url(raw: str) -> str:

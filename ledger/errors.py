@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from common.errors import ConfigError
+
 
 class LedgerError(Exception):
     """Root of every failure the billing ledger reports."""
 
 
-class LedgerConfigError(LedgerError):
+class LedgerConfigError(LedgerError, ConfigError):
     """`LEDGER_URL` (or the URL given) cannot be used: a person must fix the setting."""
 
 

@@ -7,8 +7,9 @@ stack) into Temporal's workflow sandbox.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from common.lazy import lazy_exports
 from provider.base import SandboxProvider
 from provider.capabilities import e2b_capabilities
 from provider.credentials import (
@@ -17,6 +18,7 @@ from provider.credentials import (
     EnvCredentialSource,
     FileCredentialSource,
     SharedEnvCredentialSource,
+    StaticCredentialSource,
     default_credentials,
     org_key_var,
 )
@@ -31,7 +33,6 @@ from provider.errors import (
     SandboxGone,
 )
 from provider.models import (
-    CapabilitiesInput,
     CapabilityProfile,
     ExecInput,
     ExecResult,
@@ -54,19 +55,13 @@ from provider.models import (
 if TYPE_CHECKING:
     from provider.e2b import E2BSandboxProvider, E2BSettings, session_idempotency_key
 
-_LAZY = {"E2BSandboxProvider", "E2BSettings", "session_idempotency_key"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        from provider import e2b
-
-        return getattr(e2b, name)
-    raise AttributeError(f"module 'provider' has no attribute {name!r}")
+__getattr__ = lazy_exports(
+    __name__,
+    dict.fromkeys(("E2BSandboxProvider", "E2BSettings", "session_idempotency_key"), "provider.e2b"),
+)
 
 
 __all__ = [
-    "CapabilitiesInput",
     "CapabilityProfile",
     "ChainCredentialSource",
     "CredentialSource",
@@ -98,6 +93,7 @@ __all__ = [
     "SandboxProvider",
     "SandboxRef",
     "SharedEnvCredentialSource",
+    "StaticCredentialSource",
     "TerminateInput",
     "TerminateResult",
     "default_credentials",

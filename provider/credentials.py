@@ -28,6 +28,7 @@ __all__ = [
     "EnvCredentialSource",
     "FileCredentialSource",
     "SharedEnvCredentialSource",
+    "StaticCredentialSource",
     "default_credentials",
     "describe_source",
     "org_key_var",
@@ -93,6 +94,22 @@ class SharedEnvCredentialSource:
 
     def describe(self, org_id: str) -> str:
         return self._var
+
+
+class StaticCredentialSource:
+    """One key for every org, given in code (the local emulator's, a test's)."""
+
+    def __init__(self, key: str, *, description: str = "a static key") -> None:
+        if not key:
+            raise ValueError("a static credential source needs a key")
+        self._key = key
+        self._description = description
+
+    def api_key(self, org_id: str) -> str:
+        return self._key
+
+    def describe(self, org_id: str) -> str:
+        return self._description
 
 
 class FileCredentialSource:
@@ -163,7 +180,10 @@ def _parse_file(path: Path) -> dict[str, str]:
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         # The decoder's message names a position, never the file's content.
-        where = f"line {err.lineno} column {err.colno}" if hasattr(err, "lineno") else "encoding"
+        if isinstance(err, json.JSONDecodeError):
+            where = f"line {err.lineno} column {err.colno}"
+        else:
+            where = "encoding"
         raise CredentialsMissing(f"credentials file {path} is not valid JSON ({where})") from None
     if not isinstance(data, dict):
         raise CredentialsMissing(

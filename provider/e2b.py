@@ -15,9 +15,8 @@ import contextlib
 import functools
 import hashlib
 import logging
-import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +24,8 @@ from typing import Any
 from e2b import AsyncSandbox, SandboxQuery, SandboxState
 from e2b.sandbox.commands.command_handle import CommandExitException
 
+from common.ids import MANAGED_BY, MANAGED_BY_KEY
+from common.settings import ProviderSettings
 from provider import _runner
 from provider._e2b_errors import mapped
 from provider.base import ListedSandbox
@@ -60,7 +61,6 @@ _STREAM_GRACE_SECONDS = 30.0
 """The command stream outlives our own timer by this much, so our timeout fires first and we
 know it was the command's (envd's deadline would kill the process just the same)."""
 _KILL_TIMEOUT_SECONDS = 10.0
-MANAGED_BY = "session-worker"
 
 __all__ = ["E2BSandboxProvider", "E2BSettings", "session_idempotency_key"]
 
@@ -76,7 +76,8 @@ def _utc(moment: datetime) -> datetime:
 
 @dataclass(frozen=True)
 class E2BSettings:
-    """Where E2B is: resolved once, argument > environment variable > the SDK's default."""
+    """Where E2B is: resolved once, argument > `E2B_*` variable (`ProviderSettings`) > the
+    SDK's default."""
 
     api_url: str | None = None
     sandbox_url: str | None = None
@@ -91,15 +92,15 @@ class E2BSettings:
         sandbox_url: str | None = None,
         domain: str | None = None,
         request_timeout: float | None = None,
-        environ: Mapping[str, str] | None = None,
+        settings: ProviderSettings | None = None,
     ) -> E2BSettings:
-        env = os.environ if environ is None else environ
         if request_timeout is not None and request_timeout <= 0:
             raise ValueError("request_timeout must be positive")
+        env = settings if settings is not None else ProviderSettings.load()
         return cls(
-            api_url=api_url or env.get("E2B_API_URL") or None,
-            sandbox_url=sandbox_url or env.get("E2B_SANDBOX_URL") or None,
-            domain=domain or env.get("E2B_DOMAIN") or None,
+            api_url=api_url or env.e2b_api_url,
+            sandbox_url=sandbox_url or env.e2b_sandbox_url,
+            domain=domain or env.e2b_domain,
             request_timeout=request_timeout or DEFAULT_REQUEST_TIMEOUT_SECONDS,
         )
 
@@ -145,15 +146,21 @@ class E2BSandboxProvider:
         domain: str | None = None,
         request_timeout: float | None = None,
         limits: TierLimits | None = None,
+        settings: ProviderSettings | None = None,
     ) -> None:
+        """Each option: the argument, else `settings` (default: `ProviderSettings.load()`, the
+        `E2B_*` variables), else the SDK's default; `limits` likewise from `E2B_TIER` & co."""
+        env = settings if settings is not None else ProviderSettings.load()
         self._credentials = credentials if credentials is not None else default_credentials()
-        # E2B_TIER / E2B_CREATE_RATE / E2B_MAX_CONCURRENT unless given (provider/limits.py).
-        self._limiter = CreateLimiter(limits if limits is not None else TierLimits.from_env())
+        self._limiter = CreateLimiter(
+            limits if limits is not None else TierLimits.from_settings(env)
+        )
         self.settings = E2BSettings.resolve(
             api_url=api_url,
             sandbox_url=sandbox_url,
             domain=domain,
             request_timeout=request_timeout,
+            settings=env,
         )
 
     def __repr__(self) -> str:
@@ -205,7 +212,7 @@ class E2BSandboxProvider:
         metadata = {
             "session_id": input.session_id,
             "org_id": input.org_id,
-            "managed-by": MANAGED_BY,
+            MANAGED_BY_KEY: MANAGED_BY,
         }
         if input.issue_id:
             metadata["issue_id"] = input.issue_id
@@ -283,17 +290,13 @@ class E2BSandboxProvider:
             sandbox = await self._connect_running(ref, opts)
             handle = await sandbox.commands.run(
                 input.command,
-                background=True,
+                background=True,  # started, then awaited below under our own timer
                 envs=dict(input.env) or None,
                 cwd=input.cwd,
-                # 0: no deadline. Otherwise envd's deadline stands behind our own timer.
-                timeout=0 if input.background else input.timeout_seconds + _STREAM_GRACE_SECONDS,
+                # envd's deadline stands behind our own timer.
+                timeout=input.timeout_seconds + _STREAM_GRACE_SECONDS,
                 request_timeout=self.settings.request_timeout,
             )
-            pid = handle.pid
-            if input.background:
-                await handle.disconnect()  # the process keeps running
-                return ExecResult(exit_code=0, stdout="", stderr="", pid=pid)
             return await self._wait(handle, input, opts["api_key"])
 
     async def _wait(self, handle: Any, input: ExecInput, key: str) -> ExecResult:

@@ -8,9 +8,9 @@ team already runs its maximum, asking E2B how many run rather than trusting a lo
 while it waits. Several worker processes share one key without coordinating: E2B's 429 then
 becomes a retryable `RateLimited` and Temporal retries the activity after `Retry-After`.
 
-Configuration: `E2B_TIER` (`hobby` | `pro`; unset: no pacing, only the 429 backstop),
-`E2B_CREATE_RATE` (creates per second) and `E2B_MAX_CONCURRENT` (running sandboxes), each
-overriding the tier's figure; `0` turns that limit off.
+Configuration (`common.settings.ProviderSettings`): `E2B_TIER` (`hobby` | `pro`; unset: no
+pacing, only the 429 backstop), `E2B_CREATE_RATE` (creates per second) and `E2B_MAX_CONCURRENT`
+(running sandboxes), each overriding the tier's figure; `0` turns that limit off.
 """
 
 from __future__ import annotations
@@ -18,18 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from provider.errors import InvalidRequest
+from common.settings import ProviderSettings
 
 log = logging.getLogger(__name__)
 
-TIER_VAR = "E2B_TIER"
-CREATE_RATE_VAR = "E2B_CREATE_RATE"
-MAX_CONCURRENT_VAR = "E2B_MAX_CONCURRENT"
 SLOT_POLL_SECONDS = 1.0
 """How often a create waiting for a free slot asks E2B again how many sandboxes run."""
 
@@ -44,14 +40,10 @@ class TierLimits:
     max_concurrent: int | None = None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> TierLimits:
-        env = os.environ if environ is None else environ
-        tier = (env.get(TIER_VAR) or "").strip().lower()
-        if tier and tier not in TIERS:
-            raise InvalidRequest(f"{TIER_VAR} must be one of {', '.join(TIERS)}, not {tier!r}")
-        base = TIERS[tier] if tier else cls()
-        rate = _number(env, CREATE_RATE_VAR, float)
-        concurrent = _number(env, MAX_CONCURRENT_VAR, int)
+    def from_settings(cls, settings: ProviderSettings) -> TierLimits:
+        """The tier's figures, each overridden by its own setting (`0` turns it off)."""
+        base = TIERS[settings.e2b_tier] if settings.e2b_tier else cls()
+        rate, concurrent = settings.e2b_create_rate, settings.e2b_max_concurrent
         return cls(
             create_rate=base.create_rate if rate is None else (rate or None),
             max_concurrent=base.max_concurrent if concurrent is None else (concurrent or None),
@@ -67,19 +59,6 @@ TIERS: dict[str, TierLimits] = {
     "pro": TierLimits(create_rate=5.0, max_concurrent=100),
 }
 """E2B's published limits per plan."""
-
-
-def _number(env: Mapping[str, str], name: str, kind: type[float] | type[int]) -> float | None:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return None
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be a number, not {raw!r}") from None
-    if value < 0:
-        raise InvalidRequest(f"{name} must not be negative")
-    return value
 
 
 @dataclass

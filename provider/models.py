@@ -127,12 +127,14 @@ class ProvisionResult(_Model):
 
 
 class ExecInput(_Model):
+    # An attempt scheduled by an older worker may carry fields since dropped (`background`).
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
     ref: SandboxRef
     command: str = Field(min_length=1, max_length=128 * 1024)
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
     timeout_seconds: float = Field(EXEC_DEFAULT_TIMEOUT_SECONDS, gt=0, le=24 * 3600)
-    background: bool = False
 
     @field_validator("env")
     @classmethod
@@ -183,10 +185,3 @@ class TerminateInput(_Model):
 class TerminateResult(_Model):
     terminated_at: datetime
     already_gone: bool = False
-
-
-class CapabilitiesInput(_Model):
-    pool: PoolConfig = Field(default_factory=PoolConfig)
-
-
-SandboxState = Literal["running", "paused"]

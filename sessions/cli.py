@@ -6,8 +6,6 @@ Every failure is one line on stderr and a non-zero exit; `exec` exits with the c
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import os
 import shlex
 import sys
@@ -15,17 +13,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import click
-from pydantic import ValidationError
 
-from sessions.errors import SessionsError
-from sessions.settings import (
-    DEFAULT_PRICE_PER_SECOND,
-    PRICE_ENV,
-    apply_dev_env,
-    parse_duration,
-    parse_env_pairs,
-    price_per_second,
-)
+from common.cli import CONTEXT_SETTINGS
+from common.cli import main as run_command
+from common.errors import SessionsError
+from common.settings import DEFAULT_PRICE_PER_SECOND, CliSettings, parse_duration
+from ledger.errors import LedgerError
+from provider.errors import ProviderError
+from sessions.dev_env import apply_dev_env, parse_env_pairs
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -95,16 +90,10 @@ class _LazyRender:
 render = _LazyRender()
 
 
-def _err(message: str) -> None:
-    sys.stderr.write(message + "\n")
-
-
 # ---------------------------------------------------------------- the group
 
 
-@click.group(
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
+@click.group(context_settings=CONTEXT_SETTINGS)
 @connection_options
 @click.version_option(package_name="session-worker", prog_name="sessions")
 @click.pass_context
@@ -194,12 +183,7 @@ def worker(ledger_url: str | None) -> int:
         os.environ["TEMPORAL_ADDRESS"] = conn["address"]
     if conn["namespace"]:
         os.environ["TEMPORAL_NAMESPACE"] = conn["namespace"]
-    argv: list[str] = []
-    if conn["task_queue"]:
-        argv += ["--task-queue", conn["task_queue"]]
-    if ledger_url:
-        argv += ["--ledger-url", ledger_url]
-    return int(worker_module.main(argv) or 0)
+    return worker_module.serve(task_queue=conn["task_queue"], ledger_url=ledger_url)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -221,9 +205,18 @@ def emulator(
 
     Further options are passed on to `python -m emulator` (see `python -m emulator --help`).
     """
-    import emulator as emulator_module
+    from common.errors import ConfigError
 
-    argv: list[str] = []
+    try:  # only now: `sessions --help` and the other commands never load the emulator
+        import emulator as emulator_module
+        from emulator.server import command as emulator_command
+    except ModuleNotFoundError as err:  # the worker image ships without the `local` extra
+        raise ConfigError(
+            f"the E2B emulator is not installed (no module named {err.name!r}): "
+            "pip install 'session-worker[local]'"
+        ) from None
+
+    args: list[str] = []
     for flag, value in (
         ("--host", host),
         ("--port", port),
@@ -231,9 +224,14 @@ def emulator(
         ("--api-key", api_key),
     ):
         if value is not None:
-            argv += [flag, str(value)]
-    argv += ["--templates", templates or str(emulator_module.DEMO_TEMPLATES)]
-    return int(emulator_module.main(argv + list(ctx.args)) or 0)
+            args += [flag, str(value)]
+    args += ["--templates", templates or str(emulator_module.DEMO_TEMPLATES), *ctx.args]
+    try:
+        # The emulator's own click command, inside this runner: its errors read like ours.
+        rv = emulator_command.main(args=args, prog_name="python -m emulator", standalone_mode=False)
+    except emulator_module.EmulatorError as err:  # at run time, e.g. a port in use
+        raise SessionsError(err.message) from None
+    return int(rv or 0)
 
 
 # ---------------------------------------------------------------- sessions
@@ -293,7 +291,7 @@ def start(
 
 
 async def _wait(client: Any, session_id: str) -> int:
-    price = price_per_second()
+    price = _price(None)
     console = render.stderr_console()
 
     def show(status: Any) -> None:
@@ -413,7 +411,9 @@ def exec_(
 @click.argument("session")
 @click.option("--json", "as_json", is_flag=True, help="Print the status query's JSON object.")
 @click.option(
-    "--price-per-second", type=float, help=f"Dollars per running second (env {PRICE_ENV})."
+    "--price-per-second",
+    type=float,
+    help="Dollars per running second (env SESSIONS_PRICE_PER_SECOND).",
 )
 def status(session: str, as_json: bool, price_per_second: float | None) -> int:
     """State, sandbox, gate history, seconds running and paused of one session."""
@@ -503,7 +503,8 @@ cli.command("cancel")(_end_command("cancel"))
 @click.option(
     "--price-per-second",
     type=float,
-    help=f"Dollars per running second (env {PRICE_ENV}) [default: {DEFAULT_PRICE_PER_SECOND:.8f}].",
+    help="Dollars per running second (env SESSIONS_PRICE_PER_SECOND) "
+    f"[default: {DEFAULT_PRICE_PER_SECOND:.8f}].",
 )
 def costs(
     by: str | None, as_json: bool, ledger_url: str | None, price_per_second: float | None
@@ -530,74 +531,16 @@ def costs(
 
 
 def _price(value: float | None) -> float:
-    return price_per_second(value)
+    """Flag > `SESSIONS_PRICE_PER_SECOND` > E2B's default sandbox price."""
+    return CliSettings.load(price_per_second=value).price_per_second
 
 
 # ---------------------------------------------------------------- entry point
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; every failure is one line on stderr, never a traceback.
-
-    Run as the program (`argv` None), it ends the process itself once the output is flushed:
-    the Temporal client's Rust threads can abort a normal interpreter shutdown with "Fatal
-    Python error: PyGILState_Release" (temporalio/sdk-python#300), which would turn a good
-    command into a crash and lose its exit code.
-    """
-    code = _main(list(sys.argv[1:] if argv is None else argv))
-    if argv is not None:
-        return code
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
-
-
-def _main(args: list[str]) -> int:
-    try:
-        rv = cli.main(args=args, prog_name="sessions", standalone_mode=False)
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.Abort:
-        _err("error: aborted")
-        return 130
-    except click.ClickException as e:
-        hint = ""
-        ctx = getattr(e, "ctx", None)
-        if isinstance(e, click.UsageError) and ctx is not None:
-            hint = f" (see `{ctx.command_path} --help`)"
-        _err(f"error: {_one_line(e.format_message())}{hint}")
-        return e.exit_code
-    except SessionsError as e:
-        _err(f"error: {_one_line(str(e))}")
-        return e.exit_code
-    except ValidationError as e:
-        _err(f"error: {validation_message(e)}")
-        return 2
-    except KeyboardInterrupt:
-        _err("interrupted")
-        return 130
-    except BrokenPipeError:
-        return 141
-    except Exception as e:  # the last net: still one line
-        _err(f"error: {type(e).__name__}: {_one_line(str(e))}")
-        return 1
-    return rv if isinstance(rv, int) else 0
-
-
-def validation_message(err: ValidationError) -> str:
-    """Pydantic's errors in one line, without echoing input values (they may be secrets)."""
-    parts = []
-    for e in err.errors(include_url=False, include_input=False):
-        where = ".".join(str(x) for x in e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}" if where else msg)
-    return f"invalid {err.title}: " + "; ".join(parts)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split()) or "unknown error"
+    """Run the CLI; every failure is one line on stderr, never a traceback (`common.cli.main`)."""
+    return run_command(cli, argv, prog_name="sessions", known=(LedgerError, ProviderError))
 
 
 __all__ = ["cli", "main"]

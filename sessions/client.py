@@ -39,9 +39,10 @@ from temporalio.exceptions import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from common.ids import session_id_of
+from common.settings import CliSettings
+from common.temporal import connect_temporal
 from provider.models import ExecResult, PoolConfig
-from sessions.connect import connect_temporal
-from sessions.connect import task_queue as resolve_task_queue
 from sessions.errors import (
     ConfigError,
     RequestRejected,
@@ -53,7 +54,7 @@ from sessions.errors import (
     TemporalUnreachable,
     WorkerUnavailable,
 )
-from sessions.settings import worker_timeout as resolve_worker_timeout
+from telemetry import with_tracing
 from workflows.models import (
     WORKFLOW_TYPE,
     ExecRequest,
@@ -119,11 +120,13 @@ class SessionClient:
         task_queue: str | None = None,
         worker_timeout: float | None = None,
     ) -> None:
-        """`worker_timeout`: seconds a query or update waits for a worker to pick it up
-        (argument > `SESSIONS_WORKER_TIMEOUT` > 10 s); then `WorkerUnavailable`."""
+        """`task_queue`: argument > `SESSIONS_TASK_QUEUE` > `sandbox-sessions`; `worker_timeout`:
+        seconds a query or update waits for a worker to pick it up (argument >
+        `SESSIONS_WORKER_TIMEOUT` > 10 s), then `WorkerUnavailable`."""
+        settings = CliSettings.load(task_queue=task_queue, worker_timeout=worker_timeout)
         self.client = client
-        self.task_queue = resolve_task_queue(task_queue)
-        self.worker_timeout = timedelta(seconds=resolve_worker_timeout(worker_timeout))
+        self.task_queue = settings.task_queue
+        self.worker_timeout = timedelta(seconds=settings.worker_timeout)
 
     @classmethod
     async def connect(
@@ -134,12 +137,15 @@ class SessionClient:
         task_queue: str | None = None,
         worker_timeout: float | None = None,
     ) -> SessionClient:
-        """Connect with `temporalio.envconfig` (argument > TEMPORAL_* > profile > default)."""
-        return cls(
-            await connect_temporal(address=address, namespace=namespace),
-            task_queue=task_queue,
-            worker_timeout=worker_timeout,
+        """Connect with `temporalio.envconfig` (argument > TEMPORAL_* > profile > default),
+        encrypting payloads with `SESSIONS_PAYLOAD_KEYS` when set."""
+        client = await connect_temporal(
+            address=address,
+            namespace=namespace,
+            payload_keys=CliSettings.load().payload_keys,
+            interceptors=with_tracing(()),
         )
+        return cls(client, task_queue=task_queue, worker_timeout=worker_timeout)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -311,7 +317,7 @@ class SessionClient:
         statuses = await asyncio.gather(*(self._listing_status(r) for r in rows))
         return [
             SessionListing(
-                session_id=_session_id_of(r.id),
+                session_id=session_id_of(r.id) or r.id,
                 workflow_id=r.id,
                 workflow_status=r.status.name if r.status else "UNSPECIFIED",
                 started_at=r.start_time,
@@ -320,12 +326,6 @@ class SessionClient:
             )
             for r, status in zip(rows, statuses, strict=True)
         ]
-
-    async def costs(
-        self, *, by: Literal["session", "issue", "org"] | None = None, ledger_url: str | None = None
-    ) -> builtins.list[Any]:
-        """The billing ledger: every cost event, or their sums per session, issue or org."""
-        return await read_costs(by=by, ledger_url=ledger_url)
 
     # ------------------------------------------------------------------ internals
 
@@ -416,10 +416,6 @@ def _sqlite_file_exists(url: str) -> bool:
     except Exception:  # a malformed URL: let the ledger say what is wrong with it
         return True
     return not database or database == ":memory:" or Path(database).exists()
-
-
-def _session_id_of(workflow_id: str) -> str:
-    return workflow_id.removeprefix("session-")
 
 
 def _no_worker(session_id: str, queue: str) -> str:

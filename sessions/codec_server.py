@@ -12,12 +12,10 @@ header (the CLI's `--codec-auth`; the Web UI sends its own user's token).
 
 from __future__ import annotations
 
-import argparse
 import hmac
-import os
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 
+import click
 from google.protobuf import json_format
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,10 +23,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.api.common.v1 import Payload, Payloads
 
-from sessions.codec import KEYS_ENV, EncryptionCodec, PayloadKeyError, codec_from_env
-from sessions.errors import ConfigError
+from common.cli import CONTEXT_SETTINGS
+from common.cli import main as run_command
+from common.codec import KEYS_ENV, EncryptionCodec, PayloadKeyError, codec_for
+from common.errors import ConfigError
+from common.settings import CodecServerSettings
 
-AUTH_ENV = "SESSIONS_CODEC_AUTH"
 DEFAULT_UI_ORIGINS = ("http://localhost:8233", "http://127.0.0.1:8233")
 """`temporal server start-dev`'s Web UI; add yours with --ui-origin."""
 
@@ -76,37 +76,32 @@ def build_app(
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m sessions.codec_server", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8081)
-    parser.add_argument(
-        "--ui-origin",
-        action="append",
-        default=[],
-        metavar="URL",
-        help="A Web UI origin allowed to call it (repeatable) [default: the dev server's UI].",
-    )
-    args = parser.parse_args(argv)
-    try:
-        codec = codec_from_env()
-        if codec is None:
-            raise ConfigError(f"{KEYS_ENV} is not set: there is nothing to decrypt with")
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
+@click.command(context_settings=CONTEXT_SETTINGS, help=__doc__.splitlines()[0])
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8081, show_default=True)
+@click.option(
+    "--ui-origin",
+    multiple=True,
+    metavar="URL",
+    help="A Web UI origin allowed to call it (repeatable) [default: the dev server's UI].",
+)
+def command(host: str, port: int, ui_origin: Sequence[str]) -> int:
+    settings = CodecServerSettings.load()
+    keys = settings.payload_keys
+    codec = codec_for(keys.get_secret_value() if keys is not None else None)
+    if codec is None:
+        raise ConfigError(f"{KEYS_ENV} is not set: there is nothing to decrypt with")
     import uvicorn
 
-    app = build_app(
-        codec,
-        auth=os.environ.get(AUTH_ENV) or None,
-        origins=tuple(args.ui_origin) or DEFAULT_UI_ORIGINS,
-    )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    auth = settings.codec_auth.get_secret_value() if settings.codec_auth is not None else None
+    app = build_app(codec, auth=auth or None, origins=tuple(ui_origin) or DEFAULT_UI_ORIGINS)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
     return 0
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(command, argv, prog_name="python -m sessions.codec_server")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

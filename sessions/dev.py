@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sessions.errors import ConfigError, SessionsError
-from sessions.settings import data_dir as resolve_data_dir
-from sessions.settings import dev_env_path, write_dev_env
+from common.errors import ConfigError, SessionsError
+from common.settings import WorkerSettings
+from sessions.dev_env import data_dir as resolve_data_dir
+from sessions.dev_env import dev_env_path, write_dev_env
 
 log = logging.getLogger("sessions.dev")
 
@@ -49,19 +50,6 @@ class DevOptions:
     envd_port: int = 49983
     data_dir: str | None = None
     host: str = "127.0.0.1"
-
-
-class _EmulatorKey:
-    """The emulator's one key for every org: a real E2B key never reaches the local emulator."""
-
-    def __init__(self, key: str) -> None:
-        self._key = key
-
-    def api_key(self, org_id: str) -> str:
-        return self._key
-
-    def describe(self, org_id: str) -> str:
-        return "the local emulator's key"
 
 
 def run_dev(options: DevOptions) -> int:
@@ -131,21 +119,21 @@ class _Dev:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._configure_logging()
         os.environ["SESSIONS_DATA_DIR"] = str(self.data_dir)
+        settings = WorkerSettings.load()  # a bad setting stops us before anything starts
         tasks: list[asyncio.Task[Any]] = []
         try:
             self.temporal = await self._start_temporal(binary)
-            client = await self._wait_for_temporal()
+            client = await self._wait_for_temporal(settings)
             if self.stop.is_set():
                 return 0
             emulator_task, core = await self._start_emulator()
             tasks.append(emulator_task)
             provider = self._provider(core)
-            from ledger import resolve_ledger_url
             from worker import run_worker
 
-            ledger_url = resolve_ledger_url(None)
+            ledger_url = settings.ledger_location
             worker_task = asyncio.create_task(
-                run_worker(client=client, ledger_url=ledger_url, provider=provider, stop=self.stop)
+                run_worker(settings, client=client, provider=provider, stop=self.stop)
             )
             tasks.append(worker_task)
             # run_worker owns SIGINT/SIGTERM while it runs (it sets the same `stop`).
@@ -155,12 +143,12 @@ class _Dev:
                 {
                     "TEMPORAL_ADDRESS": address,
                     "TEMPORAL_NAMESPACE": "default",
-                    "SESSIONS_TASK_QUEUE": self._task_queue(),
+                    "SESSIONS_TASK_QUEUE": settings.task_queue,
                     "LEDGER_URL": ledger_url,
                 },
                 pid=os.getpid(),
             )
-            self._banner(address, core, ledger_url)
+            self._banner(address, core, ledger_url, settings.task_queue)
             waiter = asyncio.create_task(self.stop.wait())
             temporal_exit = asyncio.create_task(self.temporal.wait())
             done, _ = await asyncio.wait(
@@ -184,11 +172,6 @@ class _Dev:
 
     def _on_signal(self) -> None:
         self.stop.set()
-
-    def _task_queue(self) -> str:
-        from sessions.connect import task_queue
-
-        return task_queue()
 
     def _configure_logging(self) -> None:
         """Everything to `<data dir>/dev.log`; warnings and errors on the terminal too."""
@@ -231,8 +214,9 @@ class _Dev:
         finally:
             log_file.close()
 
-    async def _wait_for_temporal(self) -> Any:
-        from sessions.connect import connect_temporal
+    async def _wait_for_temporal(self, settings: WorkerSettings) -> Any:
+        from common.temporal import connect_temporal
+        from telemetry import with_tracing
 
         assert self.temporal is not None
         opts = self.options
@@ -245,7 +229,11 @@ class _Dev:
                 )
             if await _port_open(opts.host, opts.port):
                 with contextlib.suppress(SessionsError):
-                    return await connect_temporal(address=f"{opts.host}:{opts.port}")
+                    return await connect_temporal(
+                        address=f"{opts.host}:{opts.port}",
+                        payload_keys=settings.payload_keys,
+                        interceptors=with_tracing(()),
+                    )
             if asyncio.get_running_loop().time() > deadline:
                 raise SessionsError(
                     f"the Temporal dev server did not start in {TEMPORAL_READY_SECONDS:.0f}s "
@@ -291,15 +279,18 @@ class _Dev:
         return task, core
 
     def _provider(self, core: Any) -> Any:
-        from provider import E2BSandboxProvider
+        from provider import E2BSandboxProvider, StaticCredentialSource
 
+        # The emulator's one key for every org: a real E2B key never reaches the local emulator.
         return E2BSandboxProvider(
-            credentials=_EmulatorKey(os.environ["E2B_API_KEY"]),
+            credentials=StaticCredentialSource(
+                os.environ["E2B_API_KEY"], description="the local emulator's key"
+            ),
             api_url=core.api_url,
             sandbox_url=core.sandbox_url,
         )
 
-    def _banner(self, address: str, core: Any, ledger_url: str) -> None:
+    def _banner(self, address: str, core: Any, ledger_url: str, task_queue: str) -> None:
         from ledger import mask_url
 
         opts = self.options
@@ -312,7 +303,7 @@ class _Dev:
             f"  Web UI       http://{opts.host}:{opts.ui_port}/namespaces/default/workflows",
             f"  E2B emulator {core.api_url}  (templates: base, demo-runner, donmai-worker)",
             f"  ledger       {mask_url(ledger_url)}",
-            f"  worker       task queue {self._task_queue()}  (log {self.data_dir / 'dev.log'})",
+            f"  worker       task queue {task_queue}  (log {self.data_dir / 'dev.log'})",
             "",
             "In another terminal:",
             f"  {prefix}sessions start --org demo --template demo-runner",

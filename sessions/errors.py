@@ -1,22 +1,24 @@
-"""The client layer's exceptions: each one becomes one clear line on stderr in the CLI."""
+"""The client layer's exceptions: each one becomes one clear line on stderr in the CLI.
+
+The root (`SessionsError`), `ConfigError` and `TemporalUnreachable` are shared with the worker
+(`common.errors`); the rest are what a session can answer.
+"""
 
 from __future__ import annotations
 
+from common.errors import ConfigError, SessionsError, TemporalUnreachable
 
-class SessionsError(Exception):
-    """Root of every error the `sessions` client reports to a person."""
-
-    exit_code: int = 1
-
-
-class ConfigError(SessionsError):
-    """A setting or argument is wrong."""
-
-    exit_code = 2
-
-
-class TemporalUnreachable(SessionsError):
-    """No Temporal server answered at the configured address."""
+__all__ = [
+    "ConfigError",
+    "RequestRejected",
+    "SessionEnded",
+    "SessionExists",
+    "SessionFailed",
+    "SessionNotFound",
+    "SessionsError",
+    "TemporalUnreachable",
+    "WorkerUnavailable",
+]
 
 
 class SessionNotFound(SessionsError):

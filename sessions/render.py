@@ -94,12 +94,48 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [len(h) for h in headers]
+Cell = str | Text
+"""A table cell: plain text, or text styled for a terminal (a state in its colour)."""
+
+
+def show_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[Cell]],
+    *,
+    right: Sequence[str] = (),
+    title: str | None = None,
+    empty: str | None = None,
+) -> None:
+    """The one way the CLI prints a table: Rich on a terminal; otherwise plain aligned columns
+    (upper-case headers, two spaces apart, no trailing blanks) that `awk`/`cut` can read.
+
+    `right`: the headers of right-aligned columns (on a terminal); `empty`: what a terminal shows
+    instead of a table without rows (plain output then prints nothing).
+    """
+    if not is_terminal():
+        if rows:
+            sys.stdout.write(_plain_table(headers, rows) + "\n")
+        return
+    console = stdout_console()
+    if not rows:
+        if empty:
+            console.print(Text(empty, style="dim"))
+        return
+    table = Table(show_edge=False, title=title, title_justify="left")
+    for header in headers:
+        table.add_column(header, justify="right" if header in right else "left")
     for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> str:
+    cells = [[c.plain if isinstance(c, Text) else c for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    for row in rows:
+    for row in cells:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return "\n".join(lines)
 
@@ -107,10 +143,10 @@ def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 # ---------------------------------------------------------------- status
 
 
-def _gate_row(g: Gate) -> list[str]:
+def _gate_row(g: Gate) -> list[Cell]:
     return [
         g.gate,
-        g.state,
+        _styled(g.state),
         _dash(g.title),
         when(g.requested_at),
         when(g.decided_at),
@@ -137,34 +173,22 @@ def show_status(status: SessionStatus, *, price: float) -> None:
     ]
     if status.error:
         fields.append(("error", status.error))
+    gates = [_gate_row(g) for g in status.gates]
     if not is_terminal():
         width = max(len(k) for k, _ in fields)
         out = [f"{k.ljust(width)}  {v}" for k, v in fields]
-        if status.gates:
-            out += ["", _plain_table(_GATE_HEADERS, [_gate_row(g) for g in status.gates])]
-        else:
-            out.append(f"{'gates'.ljust(width)}  none")
+        out += [""] if gates else [f"{'gates'.ljust(width)}  none"]
         sys.stdout.write("\n".join(out) + "\n")
-        return
-    console = stdout_console()
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in fields:
-        table.add_row(key, _styled(value) if key == "state" else Text(value))
-    console.print(table)
-    if status.gates:
-        gates = Table(title="gates", title_justify="left", show_edge=False)
-        for h in _GATE_HEADERS:
-            gates.add_column(h)
-        for g in status.gates:
-            row: list[Any] = _gate_row(g)
-            row[1] = _styled(g.state)
-            gates.add_row(*row)
-        console.print()
-        console.print(gates)
     else:
-        console.print(Text("no gates", style="dim"))
+        console = stdout_console()
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        for key, value in fields:
+            table.add_row(key, _styled(value) if key == "state" else Text(value))
+        console.print(table)
+        console.print()
+    show_table(_GATE_HEADERS, gates, title="gates", empty="no gates")
 
 
 def status_json(status: SessionStatus) -> dict[str, Any]:
@@ -187,7 +211,7 @@ _LIST_HEADERS = [
 ]
 
 
-def _listing_row(item: SessionListing) -> list[str]:
+def _listing_row(item: SessionListing) -> list[Cell]:
     s = item.status
     waiting = [g.gate for g in s.gates if g.state == "waiting"] if s else []
     gates = "-"
@@ -195,7 +219,7 @@ def _listing_row(item: SessionListing) -> list[str]:
         gates = f"{len(s.gates)}" + (f" ({waiting[0]} waiting)" if waiting else "")
     return [
         item.session_id,
-        item.state,
+        _styled(item.state),
         _dash(s.org_id if s else None),
         _dash(s.issue_id if s else None),
         _dash(s.sandbox_id if s else None),
@@ -207,23 +231,12 @@ def _listing_row(item: SessionListing) -> list[str]:
 
 
 def show_list(items: Sequence[SessionListing]) -> None:
-    rows = [_listing_row(i) for i in items]
-    if not is_terminal():
-        if rows:
-            sys.stdout.write(_plain_table(_LIST_HEADERS, rows) + "\n")
-        return
-    console = stdout_console()
-    if not rows:
-        console.print(Text("no sessions yet: start one with `sessions start --org ORG`", "dim"))
-        return
-    table = Table(show_edge=False)
-    for h in _LIST_HEADERS:
-        table.add_column(h, justify="right" if h in ("running", "paused") else "left")
-    for row, item in zip(rows, items, strict=True):
-        cells: list[Any] = list(row)
-        cells[1] = _styled(item.state)
-        table.add_row(*cells)
-    console.print(table)
+    show_table(
+        _LIST_HEADERS,
+        [_listing_row(i) for i in items],
+        right=("running", "paused"),
+        empty="no sessions yet: start one with `sessions start --org ORG`",
+    )
 
 
 def listing_json(item: SessionListing) -> dict[str, Any]:
@@ -257,7 +270,7 @@ def summary_json(summary: Any) -> dict[str, Any]:
 def show_costs(rows: Sequence[Any], *, by: str | None, price: float) -> None:
     if by is None:
         headers = ["session", "org", "issue", "sandbox", "template", "outcome", "ended"]
-        body = [
+        body: list[list[Cell]] = [
             [
                 e.session_id,
                 e.org_id,
@@ -286,23 +299,16 @@ def show_costs(rows: Sequence[Any], *, by: str | None, price: float) -> None:
         f"total: {duration(running)} running, {duration(paused)} paused (billed $0), "
         f"~{dollars(running * price)} at {rate(price)} per running second"
     )
-    if not is_terminal():
-        if body:
-            sys.stdout.write(_plain_table(headers, body) + "\n")
-        sys.stdout.write(total + "\n")
-        return
-    console = stdout_console()
-    table = Table(show_edge=False)
-    for h in headers:
-        right = h in ("running", "paused", "wall", "cost")
-        table.add_column(h, justify="right" if right else "left")
-    for cells in body:
-        table.add_row(*cells)
-    if body:
-        console.print(table)
+    show_table(
+        headers,
+        body,
+        right=("running", "paused", "wall", "cost"),
+        empty="no cost events yet: they are recorded when a session ends",
+    )
+    if is_terminal():
+        stdout_console().print(Text(total, style="bold"))
     else:
-        console.print(Text("no cost events yet: they are recorded when a session ends", "dim"))
-    console.print(Text(total, style="bold"))
+        sys.stdout.write(total + "\n")
 
 
 # ---------------------------------------------------------------- progress

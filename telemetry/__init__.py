@@ -4,15 +4,15 @@ Configured only by the standard `OTEL_*` variables (see docs/observability.md): 
 OTLP endpoint nothing is exported. `setup()` once at start-up; the rest is wired in worker.py.
 """
 
-from telemetry.instruments import (
-    Instruments,
-    count_billed_seconds,
-    instruments,
-    record_gate_decided,
-)
+from telemetry.instruments import Instruments, count_billed_seconds, instruments
 from telemetry.otel import Telemetry, build, meter, setup, tracer, use
 from telemetry.provider import TracedProvider
-from telemetry.temporal import temporal_runtime, tracing_interceptor, worker_interceptors
+from telemetry.temporal import (
+    temporal_runtime,
+    tracing_interceptor,
+    with_tracing,
+    worker_interceptors,
+)
 
 __all__ = [
     "Instruments",
@@ -22,11 +22,11 @@ __all__ = [
     "instruments",
     "meter",
     "count_billed_seconds",
-    "record_gate_decided",
     "setup",
     "temporal_runtime",
     "tracer",
     "tracing_interceptor",
     "use",
+    "with_tracing",
     "worker_interceptors",
 ]

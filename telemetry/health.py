@@ -10,20 +10,16 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from sessions.errors import ConfigError
-from telemetry.temporal import port_from_env
+from common.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-HEALTH_PORT_VAR = "SESSIONS_HEALTH_PORT"
 
 Check = Callable[[], Awaitable[str | None]]
 """Readiness: None when ready, else the reason why not."""
 
 
-def health_server(client: Any, worker: Any, stop: asyncio.Event) -> Any:
-    """An async context serving the probes on `SESSIONS_HEALTH_PORT`, or doing nothing."""
-    port = port_from_env(HEALTH_PORT_VAR)
+def health_server(client: Any, worker: Any, stop: asyncio.Event, port: int | None) -> Any:
+    """An async context serving the probes on `port` (`SESSIONS_HEALTH_PORT`), or doing nothing."""
     if port is None:
         return contextlib.nullcontext()
     return HealthServer(port, worker_readiness(client, worker, stop))
@@ -38,7 +34,7 @@ class HealthServer:
         try:
             self._server = await asyncio.start_server(self._serve, self._host, self._port)
         except OSError as err:
-            raise ConfigError(f"{HEALTH_PORT_VAR}={self._port}: {err.strerror or err}") from None
+            raise ConfigError(f"SESSIONS_HEALTH_PORT={self._port}: {err.strerror or err}") from None
         log.info("health checks on :%s (/healthz, /readyz)", self._port)
         return self
 

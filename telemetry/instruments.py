@@ -7,7 +7,7 @@ outcomes only, never a credential, command or environment value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from opentelemetry import metrics
 
@@ -23,12 +23,18 @@ SESSION = "session.id"
 OPERATION = "sandbox.operation"
 OUTCOME = "sandbox.outcome"
 ERROR_TYPE = "error.type"
-GATE_OUTCOME = "gate.outcome"
+GATE_OUTCOME = "gate_outcome"
+"""Underscores: Prometheus refuses dots in label names, and the SDK's metrics use this style."""
+
+GATE_WAIT = "gate_wait_duration"
+"""The workflows' own histogram (`workflow.metric_meter()`), exported with the SDK's metrics."""
 
 _PROVIDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 """E2B calls: tens of milliseconds (keep-alive) to minutes (a pause of a large sandbox, exec)."""
 _GATE_BUCKETS = (10, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400)
 """Humans: a minute to a week."""
+SDK_HISTOGRAM_BUCKETS: dict[str, list[float]] = {GATE_WAIT: [float(b) for b in _GATE_BUCKETS]}
+"""Bucket overrides for the Temporal runtime's exporters (its defaults suit milliseconds)."""
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,6 @@ class Instruments:
     paused_seconds: metrics.Counter
     sandboxes_running: metrics.UpDownCounter
     sandboxes_paused: metrics.UpDownCounter
-    gate_wait: metrics.Histogram
     provider_duration: metrics.Histogram
     provider_errors: metrics.Counter
 
@@ -63,12 +68,6 @@ class Instruments:
                 "sandboxes.paused",
                 unit="{sandbox}",
                 description="Sandboxes paused, as changed by this worker's provider calls",
-            ),
-            gate_wait=meter.create_histogram(
-                "gate.wait.duration",
-                unit="s",
-                description="From an approval gate's request to its decision or timeout",
-                explicit_bucket_boundaries_advisory=_GATE_BUCKETS,
             ),
             provider_duration=meter.create_histogram(
                 "sandbox.provider.duration",
@@ -104,17 +103,3 @@ def count_billed_seconds(event: CostEvent) -> None:
     attrs = {ORG: event.org_id, TEMPLATE: event.template_id}
     inst.running_seconds.add(event.running_seconds, attrs)
     inst.paused_seconds.add(event.paused_seconds, attrs)
-
-
-def record_gate_decided(gate: Any) -> None:
-    """From workflow code, when a gate leaves `waiting`: its wait, by outcome.
-
-    Does nothing while the workflow replays history, so each decision is counted once per
-    decision, not once per replay; it issues no command, so it cannot change the history.
-    """
-    from temporalio import workflow
-
-    if workflow.unsafe.is_replaying() or gate.decided_at is None:
-        return
-    waited = max((gate.decided_at - gate.requested_at).total_seconds(), 0.0)
-    instruments().gate_wait.record(waited, {GATE_OUTCOME: str(gate.state)})

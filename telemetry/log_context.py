@@ -11,17 +11,10 @@ from typing import Any
 
 import temporalio.worker
 
-SESSION_PREFIX = "session-"
-"""`workflows.models.workflow_id_for`: the workflow id is the session id behind this prefix."""
+from common.ids import session_id_of
 
 session_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("session_id", default=None)
 sandbox_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("sandbox_id", default=None)
-
-
-def session_of(workflow_id: str | None) -> str | None:
-    if workflow_id and workflow_id.startswith(SESSION_PREFIX):
-        return workflow_id[len(SESSION_PREFIX) :]
-    return None
 
 
 def bind_sandbox(value: str) -> None:
@@ -49,7 +42,7 @@ class _Inbound(temporalio.worker.ActivityInboundInterceptor):
 
         sandbox, session = _sandbox_in(input.args)
         tokens = (
-            session_id.set(session or session_of(activity.info().workflow_id)),
+            session_id.set(session or session_id_of(activity.info().workflow_id)),
             sandbox_id.set(sandbox),
         )
         try:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import trace
 
+from common.ids import session_id_of
 from telemetry import log_context
 
 CONTEXT_FIELDS = (
@@ -44,8 +44,7 @@ class ContextFilter(logging.Filter):
             "run_id": info.get("run_id") or info.get("workflow_run_id"),
             "workflow_type": info.get("workflow_type"),
             "activity_type": info.get("activity_type"),
-            "session_id": log_context.session_id.get()
-            or log_context.session_of(info.get("workflow_id")),
+            "session_id": log_context.session_id.get() or session_id_of(info.get("workflow_id")),
             "sandbox_id": log_context.sandbox_id.get() or _workflow_sandbox(),
             "trace_id": None,
             "span_id": None,
@@ -96,12 +95,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def configure_logging(level: str | None = None, fmt: str | None = None) -> logging.Handler:
-    """The root handler: `LOG_LEVEL` (INFO) and `LOG_FORMAT` (`text` or `json`) on stderr."""
-    level = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
-    fmt = (fmt or os.environ.get("LOG_FORMAT") or "text").strip().lower()
+def configure_logging(level: str = "INFO", fmt: str = "text") -> logging.Handler:
+    """The root handler on stderr: `level` (`LOG_LEVEL`), `text` or `json` (`LOG_FORMAT`)."""
     if fmt not in ("text", "json"):
-        raise ValueError(f"LOG_FORMAT must be text or json, not {fmt!r}")
+        raise ValueError(f"log format must be text or json, not {fmt!r}")
     handler = logging.StreamHandler()
     handler.addFilter(ContextFilter())
     if fmt == "json":

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from opentelemetry import metrics, trace
 
@@ -106,6 +107,25 @@ def _exporter_choice(env: Mapping[str, str], signal: str) -> str:
         return chosen
     log.warning("OTEL_%s_EXPORTER=%s is not supported here (otlp, console, none)", signal, chosen)
     return "none"
+
+
+def otlp_metrics_export() -> tuple[str, dict[str, str]] | None:
+    """(URL, headers) where OTLP/HTTP metrics go, by the same variables our own exporter reads
+    (`OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT`, `..._HEADERS`); None when metrics are not exported
+    over OTLP. The Temporal runtime pushes the SDK's metrics there too."""
+    env = os.environ
+    if _truthy(env.get("OTEL_SDK_DISABLED")) or _exporter_choice(env, "METRICS") != "otlp":
+        return None
+    url = (env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") or "").strip()
+    if not url:
+        url = (env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip().rstrip("/") + "/v1/metrics"
+    raw = env.get("OTEL_EXPORTER_OTLP_METRICS_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS")
+    headers: dict[str, str] = {}
+    for item in (raw or "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            headers[unquote(key.strip())] = unquote(value.strip())
+    return url, headers
 
 
 def resource() -> Any:

@@ -1,21 +1,25 @@
-"""Temporal's side: the tracing interceptor for clients and workers, and the SDK's own metrics
-on a Prometheus port (`SESSIONS_METRICS_PORT`, opt-in)."""
+"""Temporal's side: the tracing interceptor for clients and workers, and where the SDK's
+metrics go (with them the workflows' own, from `workflow.metric_meter()`): a Prometheus port
+(`SESSIONS_METRICS_PORT`), else the OTLP endpoint our own metrics are pushed to, else nowhere."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import (
+    OpenTelemetryConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+)
 
-from sessions.errors import ConfigError
+from common.errors import ConfigError
 from telemetry import otel
+from telemetry.instruments import SDK_HISTOGRAM_BUCKETS
 from telemetry.log_context import LogContextInterceptor
-
-METRICS_PORT_VAR = "SESSIONS_METRICS_PORT"
 
 
 def tracing_interceptor() -> TracingInterceptor:
@@ -35,27 +39,32 @@ def worker_interceptors(client: Client, extra: Sequence[Any] = ()) -> list[Any]:
     return chosen
 
 
-def port_from_env(name: str) -> int | None:
-    """A port number from `name`; unset or empty: None (the feature is off)."""
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise ConfigError(f"{name} must be a port number (1-65535), not {raw!r}")
-    return int(raw)
-
-
-def temporal_runtime() -> Runtime | None:
-    """A runtime serving the Temporal SDK's metrics for Prometheus, when the port is set."""
-    port = port_from_env(METRICS_PORT_VAR)
-    if port is None:
-        return None
-    try:
-        return Runtime(
-            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{port}"))
+def temporal_runtime(metrics_port: int | None = None) -> Runtime | None:
+    """A runtime exporting the SDK's metrics: for Prometheus on `metrics_port`, else to the OTLP
+    metrics endpoint of the `OTEL_*` variables; None (the default runtime) when neither is set."""
+    metrics: PrometheusConfig | OpenTelemetryConfig
+    if metrics_port is not None:
+        metrics = PrometheusConfig(
+            bind_address=f"0.0.0.0:{metrics_port}",
+            histogram_bucket_overrides=SDK_HISTOGRAM_BUCKETS,
         )
+    else:
+        otlp = otel.otlp_metrics_export()
+        if otlp is None:
+            return None
+        url, headers = otlp
+        metrics = OpenTelemetryConfig(
+            url=url,
+            headers=headers,
+            http=True,  # OTLP/HTTP protobuf, as our own exporters
+            durations_as_seconds=True,
+            histogram_bucket_overrides=SDK_HISTOGRAM_BUCKETS,
+        )
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=metrics))
     except ValueError as err:  # the bridge's way of saying the port is taken
-        raise ConfigError(f"{METRICS_PORT_VAR}={port}: {err}") from None
+        where = f"SESSIONS_METRICS_PORT={metrics_port}" if metrics_port else "OTLP metrics"
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def with_tracing(interceptors: Sequence[Any]) -> list[Any]:

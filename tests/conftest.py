@@ -1,9 +1,17 @@
-"""Shared fixtures: each part of the stack lives in its own module under tests/fixtures."""
+"""Every fixture lives in tests/fixtures, one module per part of the stack, registered here."""
 
 pytest_plugins = [
     "tests.fixtures.temporal",
     "tests.fixtures.emulator",
+    "tests.fixtures.emulator_sandboxes",
     "tests.fixtures.postgres",
+    "tests.fixtures.stack",
+    "tests.fixtures.provider",
+    "tests.fixtures.cli",
+    "tests.fixtures.security",
+    "tests.fixtures.reliability",
+    "tests.fixtures.telemetry",
+    "tests.fixtures.chaos",
 ]
 
 _FIGURES: list[tuple[str, str]] = []

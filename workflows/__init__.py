@@ -1,56 +1,38 @@
-"""The session workflow and its messages.
+"""The workflows and their messages: `SandboxSession` (one per agent session) and
+`StraySandboxReconciler` (one pass of the stray-sandbox Schedule).
 
-Names are imported on first use: the workflow sandbox imports this package afresh for every run,
-and an eager import here would load a second copy of the message models beside the passed-through
-ones (pydantic then refuses a `SandboxHandle` from an activity as "not a SandboxHandle").
+Importing this package loads neither the e2b SDK nor SQLAlchemy: workflow code sees only the
+activities' method names, the providers' and the ledger's values, and `common`. The worker passes
+those modules through to the workflow sandbox (`worker.PASSTHROUGH_MODULES`), so every run shares
+one copy of them instead of importing its own.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from workflows.models import (
-        DEFAULT_TASK_QUEUE,
-        WORKFLOW_TYPE,
-        ExecRequest,
-        FinishRequest,
-        Gate,
-        GateDecision,
-        GateRequest,
-        SessionInput,
-        SessionResult,
-        SessionStatus,
-        workflow_id_for,
-    )
-    from workflows.session import SandboxSession
-
-_MODELS = (
-    "DEFAULT_TASK_QUEUE",
-    "WORKFLOW_TYPE",
-    "ExecRequest",
-    "FinishRequest",
-    "Gate",
-    "GateDecision",
-    "GateRequest",
-    "SessionInput",
-    "SessionResult",
-    "SessionStatus",
-    "workflow_id_for",
+from workflows.models import (
+    DEFAULT_TASK_QUEUE,
+    WORKFLOW_TYPE,
+    ExecRequest,
+    FinishRequest,
+    Gate,
+    GateDecision,
+    GateRequest,
+    SessionInput,
+    SessionResult,
+    SessionStatus,
+    workflow_id_for,
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MODELS:
-        return getattr(importlib.import_module("workflows.models"), name)
-    if name == "SandboxSession":
-        return importlib.import_module("workflows.session").SandboxSession
-    raise AttributeError(f"module 'workflows' has no attribute {name!r}")
-
+from workflows.reconciler import (
+    RECONCILER_SCHEDULE_ID,
+    RECONCILER_WORKFLOW_ID,
+    RECONCILER_WORKFLOW_TYPE,
+    StraySandboxReconciler,
+)
+from workflows.session import SandboxSession
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",
+    "RECONCILER_SCHEDULE_ID",
+    "RECONCILER_WORKFLOW_ID",
+    "RECONCILER_WORKFLOW_TYPE",
     "WORKFLOW_TYPE",
     "ExecRequest",
     "FinishRequest",
@@ -61,5 +43,6 @@ __all__ = [
     "SessionInput",
     "SessionResult",
     "SessionStatus",
+    "StraySandboxReconciler",
     "workflow_id_for",
 ]

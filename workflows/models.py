@@ -11,6 +11,10 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from common.errors import validation_message
+from common.ids import DEFAULT_TASK_QUEUE, workflow_id_for
+from ledger.billing import Segment
+from ledger.models import CostEvent
 from provider.models import (
     EXEC_DEFAULT_TIMEOUT_SECONDS,
     ExecResult,
@@ -20,7 +24,6 @@ from provider.models import (
 )
 
 WORKFLOW_TYPE = "SandboxSession"
-DEFAULT_TASK_QUEUE = "sandbox-sessions"
 DEFAULT_GATE_CEILING_SECONDS = 14 * 24 * 3600.0
 """An abandoned approval must not keep a paused sandbox forever (E2B keeps paused ones ~30 days)."""
 
@@ -33,10 +36,6 @@ OnTimeout = Literal["reject", "terminate"]
 
 _M = TypeVar("_M")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def workflow_id_for(session_id: str) -> str:
-    return f"session-{session_id}"
 
 
 def _printable(value: str, what: str) -> str:
@@ -108,14 +107,6 @@ class Gate(BaseModel):
     on_timeout: OnTimeout = "reject"
 
 
-class Segment(BaseModel):
-    """A stretch of the sandbox's life in one state, from provider-confirmed times."""
-
-    state: Literal["running", "paused"]
-    start: datetime
-    end: datetime | None = None
-
-
 class SessionCarry(BaseModel):
     """What a continued-as-new run takes over from the run before it."""
 
@@ -124,7 +115,7 @@ class SessionCarry(BaseModel):
     gates: list[Gate]
     segments: list[Segment]
     finish_requested: bool = False
-    runs: int = 1
+    runner_pid: int | None = None
 
 
 class SessionInput(BaseModel):
@@ -222,15 +213,6 @@ def valid_payload(payload: _M | InvalidPayload | None, name: str) -> _M:
     return payload
 
 
-def validation_message(err: ValidationError) -> str:
-    """Pydantic's errors in one line, without echoing the (possibly secret) input values."""
-    parts = []
-    for e in err.errors(include_url=False, include_input=False):
-        where = ".".join(str(x) for x in e["loc"]) or "payload"
-        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
-
-
 class SessionStatus(BaseModel):
     """The `status` query's answer and `sessions status --json`."""
 
@@ -251,6 +233,10 @@ class SessionResult(BaseModel):
     status: SessionStatus
     outcome: Outcome
     cost_recorded: bool
+    """True when the ledger holds this session's own account of its sandbox; False when there
+    was no sandbox to bill, or the ledger already held another account of it (`cost` shows it)."""
+    cost: CostEvent | None = None
+    """The ledger's row for this session's sandbox; None when no sandbox was made."""
 
 
 __all__ = [

@@ -1,17 +1,17 @@
 """`StraySandboxReconciler`: one pass that finds sandboxes no open session owns, kills and bills
-them. Run by the Schedule `sandbox-stray-reconciler` (see activities/reconcile.py)."""
+them. Run by the Schedule `sandbox-stray-reconciler`, which the worker keeps (worker.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
-with workflow.unsafe.imports_passed_through():
+with workflow.unsafe.imports_passed_through():  # also passed through at the worker (worker.py)
     from activities.reconcile import (
+        FIND_STRAYS,
+        REAP_STRAY,
         ReapInput,
         ReapResult,
         ReconcileActivities,
@@ -19,18 +19,10 @@ with workflow.unsafe.imports_passed_through():
         ReconcileResult,
         StraysResult,
     )
-    from activities.sandbox import NON_RETRYABLE_ERROR_TYPES
 
 RECONCILER_WORKFLOW_TYPE = "StraySandboxReconciler"
-
-_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=5,
-    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
-)
-"""A pass is repeated by the Schedule anyway: a few tries, then leave it to the next pass."""
+RECONCILER_SCHEDULE_ID = "sandbox-stray-reconciler"
+RECONCILER_WORKFLOW_ID = "sandbox-stray-reconciler"
 
 
 @workflow.defn(name=RECONCILER_WORKFLOW_TYPE)
@@ -38,18 +30,12 @@ class StraySandboxReconciler:
     @workflow.run
     async def run(self, input: ReconcileInput) -> ReconcileResult:
         found: StraysResult = await workflow.execute_activity_method(
-            ReconcileActivities.find_stray_sandboxes,
-            input,
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=_RETRY,
+            ReconcileActivities.find_stray_sandboxes, input, **FIND_STRAYS
         )
         outcomes = await asyncio.gather(
             *(
                 workflow.execute_activity_method(
-                    ReconcileActivities.reap_stray_sandbox,
-                    ReapInput(stray=stray),
-                    start_to_close_timeout=timedelta(minutes=1),
-                    retry_policy=_RETRY,
+                    ReconcileActivities.reap_stray_sandbox, ReapInput(stray=stray), **REAP_STRAY
                 )
                 for stray in found.strays
             ),

@@ -16,25 +16,22 @@ from temporalio import workflow
 from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
-with workflow.unsafe.imports_passed_through():
+with workflow.unsafe.imports_passed_through():  # also passed through at the worker (worker.py)
     from pydantic import ValidationError
 
-    from activities.ledger import (
-        RECORD_COST_RETRY,
-        RECORD_COST_START_TO_CLOSE,
-        LedgerActivities,
-        RecordCostInput,
-    )
+    from activities.ledger import RECORD_COST, LedgerActivities, RecordCostInput
     from activities.sandbox import (
-        EXEC_OPTIONS,
-        KEEP_ALIVE_OPTIONS,
-        PAUSE_OPTIONS,
-        PROVISION_OPTIONS,
-        RESUME_OPTIONS,
-        TERMINATE_OPTIONS,
+        KEEP_ALIVE,
+        PAUSE,
+        PROVISION,
+        RESUME,
+        TERMINATE,
         SandboxActivities,
+        exec_config,
     )
-    from ledger import CostEvent
+    from common.errors import validation_message
+    from common.ids import session_id_of
+    from ledger import BilledState, CostEvent, Usage
     from provider.models import (
         ExecInput,
         ExecResult,
@@ -48,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
         SandboxRef,
         TerminateInput,
     )
-    from telemetry.instruments import record_gate_decided
+    from telemetry.instruments import GATE_OUTCOME, GATE_WAIT
     from workflows.models import (
         WORKFLOW_TYPE,
         ExecRequestArg,
@@ -59,7 +56,6 @@ with workflow.unsafe.imports_passed_through():
         GateRequest,
         GateRequestArg,
         Outcome,
-        Segment,
         SessionCarry,
         SessionInput,
         SessionInputArg,
@@ -68,10 +64,12 @@ with workflow.unsafe.imports_passed_through():
         SessionStatus,
         payload_problem,
         valid_payload,
-        validation_message,
     )
 
 _ENDED: tuple[SessionState, ...] = ("finished", "failed", "cancelled")
+_DRAIN = timedelta(minutes=2)
+"""How long an ending session waits for its in-flight updates (an exec the termination cut
+short) to answer their callers."""
 
 
 class _SessionEnded(Exception):
@@ -90,12 +88,11 @@ class SandboxSession:
         self._state: SessionState = carry.state if carry else "provisioning"
         self._handle: SandboxHandle | None = carry.handle if carry else None
         self._gates: list[Gate] = list(carry.gates) if carry else []
-        self._segments: list[Segment] = list(carry.segments) if carry else []
+        self._usage = Usage(carry.segments if carry else ())
         self._finish = carry.finish_requested if carry else False
-        self._runs = carry.runs if carry else 1
-        self._runner_pid: int | None = None
+        self._runner_pid: int | None = carry.runner_pid if carry else None
         self._error: str | None = None
-        self._end_reason: str | None = None
+        self._cost: CostEvent | None = None
         self._sandbox_lock = asyncio.Lock()
 
     @property
@@ -117,19 +114,25 @@ class SandboxSession:
                 await self._provision()
             await self._live()
         except asyncio.CancelledError:
-            self._end_reason = "cancelled"
-            await self._compensate("cancelled")
+            await self._end("cancelled")
             raise
         except _SessionEnded:
             pass
         except (ActivityError, ApplicationError) as err:
             self._error = _describe(err)
             workflow.logger.error("session failed: %s", self._error)
-            await self._compensate("failed")
+            await self._end("failed")
             raise ApplicationError(self._error, type="SessionFailed", non_retryable=True) from None
-        recorded = await self._compensate("finished")
+        recorded = await self._end("finished")
+        return SessionResult(
+            status=self.status(), outcome="finished", cost_recorded=recorded, cost=self._cost
+        )
+
+    async def _end(self, outcome: Outcome) -> bool:
+        """Every ending: the compensation, then let in-flight updates answer their callers."""
+        recorded = await self._compensate(outcome)
         await self._drain_handlers()
-        return SessionResult(status=self.status(), outcome="finished", cost_recorded=recorded)
+        return recorded
 
     async def _provision(self) -> None:
         inp = self._input
@@ -142,7 +145,7 @@ class SandboxSession:
                 pool=inp.pool,
                 env_vars=inp.env_vars,
             ),
-            PROVISION_OPTIONS.kwargs(),
+            PROVISION,
             on_result=self._provisioned,
         )
         workflow.logger.info(
@@ -155,8 +158,7 @@ class SandboxSession:
     def _provisioned(self, result: ProvisionResult) -> None:
         self._handle = result.handle
         self._runner_pid = result.runner.pid if result.runner else None
-        self._segments.append(Segment(state="running", start=result.handle.started_at))
-        self._state = "running"
+        self._transition("running", result.handle.started_at)
 
     async def _live(self) -> None:
         """Run until finished: keep the sandbox alive, hold gates, continue-as-new when told."""
@@ -190,7 +192,7 @@ class SandboxSession:
         await workflow.execute_activity_method(
             SandboxActivities.keep_alive_sandbox,
             KeepAliveInput(ref=self._ref(), timeout_seconds=self._input.pool.timeout_seconds),
-            **KEEP_ALIVE_OPTIONS.kwargs(),
+            **KEEP_ALIVE,
         )
 
     # ---------------------------------------------------------------- gates
@@ -204,7 +206,7 @@ class SandboxSession:
             pause = await self._shielded(
                 SandboxActivities.pause_sandbox,
                 PauseInput(ref=self._ref()),
-                PAUSE_OPTIONS.kwargs(),
+                PAUSE,
                 on_result=lambda r: self._transition("paused", r.paused_at),
             )
         workflow.logger.info("gate %s waiting; sandbox paused at %s", gate.gate, pause.paused_at)
@@ -218,11 +220,10 @@ class SandboxSession:
         except TimeoutError:
             gate.state = "timed_out"
             gate.decided_at = workflow.now()
-            record_gate_decided(gate)  # metrics only: no command, nothing on replay
+            _record_gate_wait(gate)
             policy = gate.on_timeout if gate.timeout_seconds and limit < ceiling else "terminate"
             workflow.logger.info("gate %s timed out after %ss: %s", gate.gate, limit, policy)
             if policy == "terminate":
-                self._end_reason = f"gate {gate.gate} timed out"
                 raise _SessionEnded() from None
         if self._finish:
             return
@@ -230,23 +231,22 @@ class SandboxSession:
             await self._shielded(
                 SandboxActivities.resume_sandbox,
                 ResumeInput(ref=self._ref(), timeout_seconds=self._input.pool.timeout_seconds),
-                RESUME_OPTIONS.kwargs(),
+                RESUME,
                 on_result=lambda r: self._transition("running", r.resumed_at),
             )
 
-    def _transition(self, state: str, at: datetime) -> None:
-        """Close the open segment and open one in `state`, at the provider-confirmed time."""
-        if self._segments and self._segments[-1].end is None:
-            if self._segments[-1].state == state:
-                return
-            self._segments[-1].end = at
-        self._segments.append(Segment(state=state, start=at))  # type: ignore[arg-type]
-        self._state = state  # type: ignore[assignment]
+    def _transition(self, state: BilledState, at: datetime) -> None:
+        """The sandbox is `state` since `at`, a provider-confirmed time."""
+        self._usage.enter(state, at)
+        self._state = state
 
     # ---------------------------------------------------------------- end
 
     async def _compensate(self, outcome: Outcome) -> bool:
-        """Terminate the sandbox, then record its cost: every ending runs exactly this."""
+        """Terminate the sandbox, then record its cost: every ending runs exactly this.
+
+        True when the ledger's row for the sandbox is this session's own account of it.
+        """
         if self._handle is None:
             self._state = outcome
             return False
@@ -254,9 +254,7 @@ class SandboxSession:
         ended_at: datetime
         try:
             term = await workflow.execute_activity_method(
-                SandboxActivities.terminate_sandbox,
-                TerminateInput(ref=self._ref()),
-                **TERMINATE_OPTIONS.kwargs(),
+                SandboxActivities.terminate_sandbox, TerminateInput(ref=self._ref()), **TERMINATE
             )
             ended_at = term.terminated_at
         except ActivityError as err:
@@ -264,41 +262,35 @@ class SandboxSession:
             ended_at = workflow.now()
             self._error = self._error or f"terminate failed: {_describe(err)}"
             workflow.logger.error("terminate failed: %s", _describe(err))
-        if self._segments and self._segments[-1].end is None:
-            self._segments[-1].end = max(ended_at, self._segments[-1].start)
-        event = self._cost_event(outcome, ended_at)
-        result = await workflow.execute_activity_method(
-            LedgerActivities.record_cost,
-            RecordCostInput(event=event),
-            start_to_close_timeout=RECORD_COST_START_TO_CLOSE,
-            retry_policy=RECORD_COST_RETRY,
+        handle = self._handle
+        event = self._usage.cost_event(
+            session_id=self._input.session_id,
+            org_id=self._input.org_id,
+            issue_id=self._input.issue_id,
+            sandbox_id=handle.sandbox_id,
+            template_id=handle.template_id,
+            ended_at=ended_at,
+            outcome=outcome,
         )
+        result = await workflow.execute_activity_method(
+            LedgerActivities.record_cost, RecordCostInput(event=event), **RECORD_COST
+        )
+        self._cost = result.event
         self._state = outcome
         workflow.logger.info(
             "session %s: %.3fs running, %.3fs paused billed",
             outcome,
-            event.running_seconds,
-            event.paused_seconds,
+            result.event.running_seconds,
+            result.event.paused_seconds,
         )
-        return result.inserted or result.event.idempotency_key == event.idempotency_key
-
-    def _cost_event(self, outcome: Outcome, ended_at: datetime) -> CostEvent:
-        assert self._handle is not None
-        started_at = self._handle.started_at
-        ended_at = max(ended_at, started_at)
-        return CostEvent(
-            session_id=self._input.session_id,
-            org_id=self._input.org_id,
-            issue_id=self._input.issue_id,
-            sandbox_id=self._handle.sandbox_id,
-            template_id=self._handle.template_id,
-            started_at=started_at,
-            ended_at=ended_at,
-            running_seconds=self._seconds("running", ended_at),
-            paused_seconds=self._seconds("paused", ended_at),
-            wall_seconds=(ended_at - started_at).total_seconds(),
-            outcome=outcome,
-        )
+        if result.event != event:
+            workflow.logger.warning(
+                "the ledger already held another account of sandbox %s (outcome %s): kept it",
+                handle.sandbox_id,
+                result.event.outcome,
+            )
+            return False
+        return True
 
     # ---------------------------------------------------------------- messages
 
@@ -371,7 +363,7 @@ class SandboxSession:
                     cwd=request.cwd,
                     timeout_seconds=request.timeout_seconds,
                 ),
-                **_exec_options(request.timeout_seconds),
+                **exec_config(request.timeout_seconds),
             )
 
     @exec.validator
@@ -390,8 +382,8 @@ class SandboxSession:
             sandbox_id=self._handle.sandbox_id if self._handle else None,
             template_id=self._handle.template_id if self._handle else self._input.pool.template_id,
             gates=[g.model_copy() for g in self._gates],
-            running_seconds=self._seconds("running", now),
-            paused_seconds=self._seconds("paused", now),
+            running_seconds=self._usage.seconds("running", now),
+            paused_seconds=self._usage.seconds("paused", now),
             error=self._error,
             runner_pid=self._runner_pid,
         )
@@ -456,7 +448,7 @@ class SandboxSession:
         gate.decided_at = workflow.now()
         gate.decided_by = decision.by
         gate.comment = decision.comment
-        record_gate_decided(gate)  # metrics only: no command, nothing on replay
+        _record_gate_wait(gate)
         workflow.logger.info("gate %s %s by %s", gate.gate, state, decision.by)
         return gate.model_copy()
 
@@ -496,14 +488,6 @@ class SandboxSession:
         assert self._handle is not None
         return SandboxRef(org_id=self._input.org_id, sandbox_id=self._handle.sandbox_id)
 
-    def _seconds(self, state: str, now: datetime) -> float:
-        total = 0.0
-        for seg in self._segments:
-            if seg.state == state:
-                end = seg.end or now
-                total += max((end - seg.start).total_seconds(), 0.0)
-        return round(total, 3)
-
     def _keep_alive_seconds(self) -> float:
         return self._input.keep_alive_interval_seconds or self._input.pool.timeout_seconds / 3
 
@@ -519,9 +503,7 @@ class SandboxSession:
     async def _drain_handlers(self) -> None:
         """Let in-flight updates (an exec the termination cut short) answer their callers."""
         try:
-            await workflow.wait_condition(
-                workflow.all_handlers_finished, timeout=timedelta(minutes=2)
-            )
+            await workflow.wait_condition(workflow.all_handlers_finished, timeout=_DRAIN)
         except TimeoutError:
             workflow.logger.warning("ending with updates still running")
 
@@ -530,21 +512,21 @@ class SandboxSession:
             state=self._state,
             handle=self._handle,
             gates=self._gates,
-            segments=self._segments,
+            segments=self._usage.segments,
             finish_requested=self._finish,
-            runs=self._runs + 1,
+            runner_pid=self._runner_pid,
         )
         return self._input.model_copy(update={"carry": carry})
 
     async def _shielded(
-        self, method: Any, arg: Any, options: dict[str, Any], *, on_result: Any
+        self, method: Any, arg: Any, config: workflow.ActivityConfig, *, on_result: Any
     ) -> Any:
         """Run a sandbox-changing activity to its end even if the session is cancelled meanwhile.
 
         Cancelling a pause or a provision half-way would leave the sandbox in a state the
         workflow does not know, and the compensation must know what it is terminating.
         """
-        handle = workflow.start_activity_method(method, arg, **options)
+        handle = workflow.start_activity_method(method, arg, **config)
         try:
             result = await asyncio.shield(handle)
         except asyncio.CancelledError:
@@ -557,13 +539,16 @@ class SandboxSession:
         return result
 
 
-def _exec_options(timeout_seconds: float) -> dict[str, Any]:
-    """The exec activity must be allowed to outlive the command it runs."""
-    options = EXEC_OPTIONS.kwargs()
-    floor = timedelta(seconds=timeout_seconds + 60)
-    if options["start_to_close_timeout"] < floor:
-        options["start_to_close_timeout"] = floor
-    return options
+def _record_gate_wait(gate: Gate) -> None:
+    """A gate left `waiting`: its wait, by outcome, on the SDK's replay-safe meter (nothing is
+    recorded while the workflow replays history, so each decision counts once)."""
+    if gate.decided_at is None:
+        return
+    waited = max((gate.decided_at - gate.requested_at).total_seconds(), 0.0)
+    histogram = workflow.metric_meter().create_histogram_float(
+        GATE_WAIT, "From an approval gate's request to its decision or timeout", "s"
+    )
+    histogram.record(waited, {GATE_OUTCOME: gate.state})
 
 
 def _describe(err: BaseException) -> str:
@@ -578,7 +563,7 @@ def _describe(err: BaseException) -> str:
 
 def _placeholder_input() -> SessionInput:
     """Enough of an input for `status` to answer on a session whose real input was invalid."""
-    session_id = workflow.info().workflow_id.removeprefix("session-")
+    session_id = session_id_of(workflow.info().workflow_id) or workflow.info().workflow_id
     pool = PoolConfig.model_validate({})
     return SessionInput.model_construct(session_id=session_id, org_id="", pool=pool)
 

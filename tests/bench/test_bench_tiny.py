@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ import pytest
 from bench.cli import main
 from bench.report import TARGETS
 
+ROOT = Path(__file__).resolve().parents[2]
 PHASES = ("provision", "exec", "pause", "resume", "finish")
 STEPS = ("provision", "exec", "pause", "resume", "terminate", "record_cost")
 
@@ -92,11 +96,40 @@ def test_replay_and_the_report_around_the_figures(doc: dict[str, Any]) -> None:
 
 
 def test_bad_arguments_are_one_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["all", "-n", "0"])
-    assert exit_info.value.code == 2
+    assert main(["all", "-n", "0"]) == 2
     err = capsys.readouterr().err
-    assert "--sessions must be at least 1" in err and "Traceback" not in err
+    assert err.startswith("error: --sessions must be at least 1") and "Traceback" not in err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--sessions", "0"], "error: --sessions must be at least 1"),
+        (["--hold", "-1"], "error: --hold must not be negative"),
+        (["nope"], "error: Invalid value for '[SCENARIO]': 'nope' is not one of 'all'"),
+    ],
+)
+def test_python_m_bench_refuses_bad_arguments_in_one_line(args: list[str], expected: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), result.stderr
+
+
+def test_python_m_bench_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--help"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: python -m bench [OPTIONS] [SCENARIO]")
 
 
 def test_plot_without_matplotlib_is_one_clear_error(
@@ -109,8 +142,6 @@ def test_plot_without_matplotlib_is_one_clear_error(
         "find_spec",
         lambda name, *a: None if name == "matplotlib" else real(name, *a),
     )
-    with pytest.raises(SystemExit) as exit_info:
-        main(["replay", "--plot"])
-    assert exit_info.value.code == 2
+    assert main(["replay", "--plot"]) == 2
     err = capsys.readouterr().err
-    assert "--plot needs matplotlib: pip install -e '.[bench]'" in err and "Traceback" not in err
+    assert err == "error: --plot needs matplotlib: pip install -e '.[bench]'\n"

@@ -14,13 +14,12 @@ from temporalio.testing import WorkflowEnvironment
 from emulator.config import FaultSettings
 from emulator.testing import EmulatorHandle
 from ledger import open_ledger
-from provider import E2BSandboxProvider
+from provider import E2BSandboxProvider, StaticCredentialSource
 from provider.limits import TIERS
-from tests.workflows.conftest import StaticCredentials, state_is, wait_for
+from tests.fixtures.chaos import Figures, check_three_zeros, ledger_rows, start_session
+from tests.fixtures.stack import state_is, wait_for
 from worker import build_worker
 from workflows import SandboxSession
-
-from .conftest import Figures, check_three_zeros, ledger_rows, start_session
 
 SESSIONS = 15
 TIMEOUT = 120.0
@@ -56,7 +55,7 @@ async def test_a_batch_survives_5xx_429_bursts_and_latency(
     ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
     ledger = await open_ledger(ledger_url)
     provider = E2BSandboxProvider(
-        credentials=StaticCredentials(emu.api_key),
+        credentials=StaticCredentialSource(emu.api_key),
         api_url=emu.api_url,
         sandbox_url=emu.sandbox_url,
         limits=TIERS["pro"],  # the limiter's listing calls meet the faults too

@@ -9,12 +9,17 @@ from typing import Any
 
 from emulator.testing import EmulatorHandle
 from ledger import open_ledger
-from provider import E2BSandboxProvider
-from tests.workflows.conftest import StaticCredentials, state_is, wait_for
+from provider import E2BSandboxProvider, StaticCredentialSource
+from tests.fixtures.chaos import (
+    DevServer,
+    Figures,
+    activity_started,
+    check_three_zeros,
+    start_session,
+)
+from tests.fixtures.stack import state_is, wait_for
 from worker import build_worker
 from workflows import SandboxSession
-
-from .conftest import DevServer, Figures, activity_started, check_three_zeros, start_session
 
 TIMEOUT = 90.0
 
@@ -35,7 +40,7 @@ async def test_session_carries_on_across_server_restarts(
     ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
     ledger = await open_ledger(ledger_url)
     provider = E2BSandboxProvider(
-        credentials=StaticCredentials(emu.api_key),
+        credentials=StaticCredentialSource(emu.api_key),
         api_url=emu.api_url,
         sandbox_url=emu.sandbox_url,
     )

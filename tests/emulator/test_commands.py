@@ -10,8 +10,7 @@ from e2b import AsyncSandbox, CommandExitException
 from e2b.exceptions import FileNotFoundException, TimeoutException
 
 from emulator.testing import EmulatorHandle
-
-from .conftest import SandboxFactory
+from tests.fixtures.emulator_sandboxes import SandboxFactory
 
 
 async def test_create_with_envs_metadata_and_timeout(new_sandbox: SandboxFactory) -> None:
@@ -69,6 +68,10 @@ async def test_background_list_connect_and_kill(new_sandbox: SandboxFactory) -> 
         assert processes[0].args[-1] == "echo started; sleep 30"
 
         other = await sbx.commands.connect(handle.pid, timeout=0)
+        for _ in range(100):  # the first output must have reached us before the kill
+            if "started" in handle.stdout:
+                break
+            await asyncio.sleep(0.05)
         assert await sbx.commands.kill(handle.pid) is True
         with pytest.raises(CommandExitException) as exc:
             await handle.wait()

@@ -12,8 +12,7 @@ from e2b import AsyncSandbox, SandboxQuery, SandboxState
 from e2b.exceptions import SandboxNotFoundException, SandboxNotRunningException
 
 from emulator.testing import EmulatorHandle
-
-from .conftest import SandboxFactory
+from tests.fixtures.emulator_sandboxes import SandboxFactory
 
 
 async def _wait_for(predicate, timeout: float = 5.0, step: float = 0.05):  # type: ignore[no-untyped-def]

@@ -10,16 +10,10 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.ledger import (
-    RECORD_COST_RETRY,
-    RECORD_COST_START_TO_CLOSE,
-    LedgerActivities,
-    RecordCostInput,
-    RecordCostResult,
-)
+from activities.ledger import RECORD_COST, LedgerActivities, RecordCostInput, RecordCostResult
 from ledger import CostEvent, LedgerUnavailable, SqlLedger
 from ledger.config import parse_ledger_url
-from tests.ledger.events import T0, cost_event
+from tests.fixtures.ledger_events import T0, cost_event
 
 
 async def test_record_cost_inserts_then_reports_the_stored_row(
@@ -68,7 +62,7 @@ async def test_invalid_event_is_not_retryable(empty_ledger: SqlLedger) -> None:
     assert err.value.non_retryable
     assert "running_seconds" in str(err.value)
     assert await empty_ledger.events() == []
-    assert "InvalidCostEvent" in RECORD_COST_RETRY.non_retryable_error_types
+    assert "InvalidCostEvent" in (RECORD_COST["retry_policy"].non_retryable_error_types or [])  # type: ignore[union-attr]
 
 
 async def test_database_down_is_retryable() -> None:
@@ -86,10 +80,12 @@ async def test_database_down_is_retryable() -> None:
 
 
 def test_retry_policy_never_gives_up_but_backs_off() -> None:
-    assert RECORD_COST_RETRY.maximum_attempts == 0
-    assert RECORD_COST_RETRY.maximum_interval is not None
-    assert timedelta(seconds=30) <= RECORD_COST_RETRY.maximum_interval <= timedelta(minutes=10)
-    assert RECORD_COST_START_TO_CLOSE >= timedelta(seconds=10)
+    retry = RECORD_COST["retry_policy"]
+    assert retry is not None and retry.maximum_attempts == 0
+    assert retry.maximum_interval is not None
+    assert timedelta(seconds=30) <= retry.maximum_interval <= timedelta(minutes=10)
+    start_to_close = RECORD_COST["start_to_close_timeout"]
+    assert start_to_close is not None and start_to_close >= timedelta(seconds=10)
 
 
 def test_payloads_round_trip_through_the_workers_converter() -> None:

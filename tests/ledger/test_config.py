@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ledger import LedgerConfigError, LedgerError, LedgerUnavailable, open_ledger
-from tests.ledger.events import cost_event
+from tests.fixtures.ledger_events import cost_event
 
 
 @pytest.fixture(autouse=True)

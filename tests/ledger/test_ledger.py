@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from ledger import CostEvent, LedgerError, SqlLedger, open_ledger
 from ledger.config import parse_ledger_url
-from tests.ledger.events import PARIS, T0, cost_event
+from tests.fixtures.ledger_events import PARIS, T0, cost_event
 
 
 async def test_record_and_read_back_exactly(empty_ledger: SqlLedger) -> None:

@@ -9,7 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from ledger import CostEvent, CostSummary
-from tests.ledger.events import PARIS, T0, cost_event
+from tests.fixtures.ledger_events import PARIS, T0, cost_event
+
+pytestmark = pytest.mark.fast  # pure models
 
 CONTRACT_KEYS = {
     "session_id", "org_id", "issue_id", "sandbox_id", "template_id", "started_at", "ended_at",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.sandbox import PROVISION_OPTIONS, SandboxActivities
+    from activities.sandbox import PROVISION, SandboxActivities
     from provider.models import ProvisionInput, ProvisionResult
 
 
@@ -14,5 +14,5 @@ class ProvisionWorkflow:
     @workflow.run
     async def run(self, input: ProvisionInput) -> ProvisionResult:
         return await workflow.execute_activity_method(
-            SandboxActivities.provision_sandbox, input, **PROVISION_OPTIONS.kwargs()
+            SandboxActivities.provision_sandbox, input, **PROVISION
         )

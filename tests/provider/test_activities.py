@@ -15,31 +15,20 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities import (
-    CAPABILITIES_OPTIONS,
-    EXEC_OPTIONS,
-    KEEP_ALIVE_OPTIONS,
-    PAUSE_OPTIONS,
-    PROVISION_OPTIONS,
-    RESUME_OPTIONS,
-    TERMINATE_OPTIONS,
-    SandboxActivities,
-)
+from activities import EXEC, KEEP_ALIVE, PAUSE, PROVISION, RESUME, TERMINATE, SandboxActivities
 from activities.sandbox import EXEC_INTERRUPTED
 from emulator.testing import EmulatorHandle
 from provider import (
-    CapabilitiesInput,
     E2BSandboxProvider,
     ExecInput,
-    PoolConfig,
     ProvisionResult,
     SandboxRef,
     TerminateInput,
     default_credentials,
 )
+from tests.fixtures.provider import Sandboxes, make_provider, ref_of
 
 from ._workflows import ProvisionWorkflow
-from .conftest import Sandboxes, make_provider, ref_of
 
 BAD_KEY = "e2b_f00dfeedbadc0ffee_refused"
 NON_RETRYABLE = {"CredentialsMissing", "ProviderAuthError", "InvalidRequest", "SandboxGone"}
@@ -59,22 +48,15 @@ def _env(**info: object) -> tuple[ActivityEnvironment, list[tuple]]:
 
 
 def test_every_policy_lists_the_non_retryable_types() -> None:
-    for options in (
-        PROVISION_OPTIONS,
-        EXEC_OPTIONS,
-        PAUSE_OPTIONS,
-        RESUME_OPTIONS,
-        KEEP_ALIVE_OPTIONS,
-        TERMINATE_OPTIONS,
-        CAPABILITIES_OPTIONS,
-    ):
-        types = set(options.retry_policy.non_retryable_error_types or [])
-        assert NON_RETRYABLE | {"ExecTimeout"} <= types
-        assert options.kwargs()["start_to_close_timeout"] == options.start_to_close_timeout
-    assert EXEC_OPTIONS.start_to_close_timeout >= timedelta(seconds=600 + 30)
-    assert EXEC_OPTIONS.heartbeat_timeout is not None
-    assert TERMINATE_OPTIONS.schedule_to_close_timeout >= timedelta(hours=1)  # type: ignore[operator]
-    assert TERMINATE_OPTIONS.retry_policy.maximum_attempts == 0  # until the deadline
+    for config in (PROVISION, EXEC, PAUSE, RESUME, KEEP_ALIVE, TERMINATE):
+        retry = config["retry_policy"]
+        assert retry is not None
+        assert NON_RETRYABLE | {"ExecTimeout"} <= set(retry.non_retryable_error_types or [])
+        assert config["start_to_close_timeout"] is not None
+    assert EXEC["start_to_close_timeout"] >= timedelta(seconds=600 + 30)  # type: ignore[operator]
+    assert EXEC["heartbeat_timeout"] is not None
+    assert TERMINATE["schedule_to_close_timeout"] >= timedelta(hours=1)  # type: ignore[operator]
+    assert TERMINATE["retry_policy"].maximum_attempts == 0  # type: ignore[union-attr]
 
 
 async def test_exec_heartbeats_while_the_command_runs(
@@ -148,15 +130,6 @@ async def test_provider_errors_become_application_errors(
         await env.run(acts.exec_command, ExecInput(ref=ref, command="true"))
     assert gone.value.type == "SandboxGone" and gone.value.non_retryable
     assert gone.value.next_retry_delay is None
-
-
-async def test_capabilities_activity(provider: E2BSandboxProvider) -> None:
-    env, _ = _env()
-    pool = PoolConfig.model_validate({"runtimeProvides": ["toolchain:go"]})
-    profile = await env.run(
-        SandboxActivities(provider).sandbox_capabilities, CapabilitiesInput(pool=pool)
-    )
-    assert profile.runtime_kinds[-1] == "toolchain:go" and profile.transport_model == "dial-in"
 
 
 async def _run_provision(

@@ -16,6 +16,8 @@ from provider import (
     org_key_var,
 )
 
+pytestmark = pytest.mark.fast  # pure: the credential chain on files and variables
+
 
 def test_org_variable_name() -> None:
     assert org_key_var("acme") == "E2B_API_KEY__ACME"

@@ -18,8 +18,7 @@ from provider import (
     default_credentials,
 )
 from provider._e2b_errors import DEFAULT_RETRY_AFTER_SECONDS
-
-from .conftest import Sandboxes, make_provider, ref_of
+from tests.fixtures.provider import Sandboxes, make_provider, ref_of
 
 BAD_KEY = "e2b_0123456789abcdef_not_the_emulators"
 

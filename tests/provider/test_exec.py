@@ -7,8 +7,7 @@ import time
 import pytest
 
 from provider import ExecTimeout, InvalidRequest, SandboxRef
-
-from .conftest import Sandboxes, ref_of
+from tests.fixtures.provider import Sandboxes, ref_of
 
 
 @pytest.fixture
@@ -48,18 +47,13 @@ async def test_timeout_raises_and_kills_the_command(sandboxes: Sandboxes, ref: S
     assert alive.stdout.strip() == "0"
 
 
-async def test_background_command_outlives_the_call(sandboxes: Sandboxes, ref: SandboxRef) -> None:
+async def test_a_detached_command_outlives_the_call(sandboxes: Sandboxes, ref: SandboxRef) -> None:
+    """`nohup ... &` works as authored (the seed's promise): the call returns, the process runs."""
     out = await sandboxes.exec(
-        ref,
-        "nohup sleep 300 > /dev/null 2>&1 & echo $! > /tmp/bg.pid; sleep 0.2; echo done",
-        background=True,
+        ref, "nohup sleep 300 > /dev/null 2>&1 & echo $! > /tmp/bg.pid; echo started"
     )
-    assert out.exit_code == 0 and out.pid and out.stdout == ""
+    assert out.exit_code == 0 and out.stdout == "started\n"
     check = await sandboxes.exec(ref, "sleep 0.3; kill -0 $(cat /tmp/bg.pid) && echo alive")
-    assert check.stdout == "alive\n"
-
-    long = await sandboxes.exec(ref, "sleep 120", background=True)
-    check = await sandboxes.exec(ref, f"kill -0 {long.pid} && echo alive")
     assert check.stdout == "alive\n"
 
 

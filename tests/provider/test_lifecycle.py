@@ -20,8 +20,7 @@ from provider import (
     session_idempotency_key,
 )
 from provider._runner import RUNNER_LOG, RUNNER_PID_FILE
-
-from .conftest import ORG, Sandboxes, eventually, make_provider, ref_of
+from tests.fixtures.provider import ORG, Sandboxes, eventually, make_provider, ref_of
 
 
 async def test_provision_twice_creates_one_sandbox(
@@ -114,8 +113,10 @@ async def test_pause_resume_keeps_process_and_file(
     sandboxes: Sandboxes, provider: E2BSandboxProvider, emulator_faults: EmulatorHandle
 ) -> None:
     ref = ref_of(await sandboxes.provision())
-    bg = await sandboxes.exec(ref, "echo kept > /home/user/note.txt; sleep 600", background=True)
-    assert bg.exit_code == 0 and bg.pid
+    bg = await sandboxes.exec(
+        ref, "echo kept > /home/user/note.txt; nohup sleep 600 >/dev/null 2>&1 & echo $!"
+    )
+    assert bg.exit_code == 0 and bg.stdout.strip().isdigit()
 
     before = datetime.now(UTC)
     paused = await provider.pause(PauseInput(ref=ref))
@@ -134,7 +135,7 @@ async def test_pause_resume_keeps_process_and_file(
     assert record.state == "running"
     # The timeout is always passed: not E2B's 5-minute default for a resumed sandbox.
     assert abs((record.end_at - resumed.resumed_at).total_seconds() - 600) < 2
-    out = await sandboxes.exec(ref, f"kill -0 {bg.pid} && cat /home/user/note.txt")
+    out = await sandboxes.exec(ref, f"kill -0 {bg.stdout.strip()} && cat /home/user/note.txt")
     assert (out.exit_code, out.stdout) == (0, "kept\n")
 
     await provider.resume(ResumeInput(ref=ref, timeout_seconds=600))  # running: fine

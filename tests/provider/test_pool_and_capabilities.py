@@ -27,6 +27,7 @@ SEED_PROFILE = {
 }
 
 
+@pytest.mark.fast
 def test_seed_json_form() -> None:
     pool = PoolConfig.model_validate_json(
         '{"templateId": "donmai-worker", "launchRunnerInline": true, "timeoutSeconds": 1800,'
@@ -39,6 +40,7 @@ def test_seed_json_form() -> None:
     assert PoolConfig.model_validate(pool.model_dump(by_alias=True)) == pool
 
 
+@pytest.mark.fast
 def test_defaults() -> None:
     pool = PoolConfig.model_validate({})
     assert pool.model_dump(by_alias=True) == {
@@ -63,6 +65,7 @@ def test_defaults() -> None:
         ({"templateId": ""}, "templateId"),
     ],
 )
+@pytest.mark.fast
 def test_bad_pool_is_one_clear_error(data: dict, where: str) -> None:
     with pytest.raises(ValidationError) as info:
         PoolConfig.model_validate(data)
@@ -77,6 +80,7 @@ def test_capability_profile_is_the_seed_table(emulator_faults: EmulatorHandle) -
     assert provider.capabilities(PoolConfig()).model_dump(by_alias=True) == SEED_PROFILE
 
 
+@pytest.mark.fast
 def test_runtime_provides_extends_kinds_once_in_order() -> None:
     pool = PoolConfig.model_validate({"runtimeProvides": ["toolchain:go", "npm", "toolchain:go"]})
     profile = E2BSandboxProvider().capabilities(pool).model_dump(by_alias=True, mode="json")
@@ -86,9 +90,14 @@ def test_runtime_provides_extends_kinds_once_in_order() -> None:
     }
 
 
-def test_connection_settings_argument_then_environment_then_sdk_default() -> None:
-    env = {"E2B_API_URL": "http://env-api", "E2B_DOMAIN": "env.example"}
-    settings = E2BSettings.resolve(api_url="http://arg-api", environ=env)
+@pytest.mark.fast
+def test_connection_settings_argument_then_environment_then_sdk_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("E2B_API_URL", "http://env-api")
+    monkeypatch.setenv("E2B_DOMAIN", "env.example")
+    monkeypatch.delenv("E2B_SANDBOX_URL", raising=False)
+    settings = E2BSettings.resolve(api_url="http://arg-api")
     assert (settings.api_url, settings.sandbox_url, settings.domain) == (
         "http://arg-api",
         None,  # unset everywhere: the SDK derives it from the domain
@@ -97,6 +106,6 @@ def test_connection_settings_argument_then_environment_then_sdk_default() -> Non
     assert settings.request_timeout == 120.0
     params = settings.api_params("k")
     assert params["retries"] == 0 and "sandbox_url" not in params
-    assert E2BSettings.resolve(request_timeout=5, environ={}).request_timeout == 5
+    assert E2BSettings.resolve(request_timeout=5).request_timeout == 5
     with pytest.raises(ValueError, match="request_timeout"):
-        E2BSettings.resolve(request_timeout=-1, environ={})
+        E2BSettings.resolve(request_timeout=-1)

@@ -11,14 +11,15 @@ from datetime import datetime
 import pytest
 from temporalio.client import WorkflowHandle
 
+from common.errors import ConfigError
+from common.settings import ProviderSettings
 from emulator.config import FaultSettings
 from emulator.testing import EmulatorHandle
 from ledger import Ledger
-from provider import E2BSandboxProvider
-from provider.errors import InvalidRequest
+from provider import E2BSandboxProvider, StaticCredentialSource
 from provider.limits import TierLimits
 from provider.models import PoolConfig
-from tests.workflows.conftest import StaticCredentials, state_is, wait_for
+from tests.fixtures.stack import state_is, wait_for
 from worker import build_worker
 from workflows import SandboxSession, SessionInput, workflow_id_for
 
@@ -27,16 +28,23 @@ MAX_RUNNING = 3
 SESSIONS = 8
 
 
-def test_tiers_and_overrides_come_from_the_environment() -> None:
-    assert TierLimits.from_env({}) == TierLimits()  # unset: no pacing, the 429 path only
-    assert TierLimits.from_env({"E2B_TIER": "hobby"}) == TierLimits(1.0, 20)
-    assert TierLimits.from_env({"E2B_TIER": "Pro"}) == TierLimits(5.0, 100)
-    assert TierLimits.from_env(
-        {"E2B_TIER": "pro", "E2B_CREATE_RATE": "2.5", "E2B_MAX_CONCURRENT": "0"}
-    ) == TierLimits(2.5, None)
+def test_tiers_and_overrides_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    def limits(**env: str) -> TierLimits:
+        for name in ("E2B_TIER", "E2B_CREATE_RATE", "E2B_MAX_CONCURRENT"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return TierLimits.from_settings(ProviderSettings.load())
+
+    assert limits() == TierLimits()  # unset: no pacing, the 429 path only
+    assert limits(E2B_TIER="hobby") == TierLimits(1.0, 20)
+    assert limits(E2B_TIER="Pro") == TierLimits(5.0, 100)
+    assert limits(E2B_TIER="pro", E2B_CREATE_RATE="2.5", E2B_MAX_CONCURRENT="0") == TierLimits(
+        2.5, None
+    )
     for bad in ({"E2B_TIER": "gold"}, {"E2B_CREATE_RATE": "fast"}, {"E2B_MAX_CONCURRENT": "-1"}):
-        with pytest.raises(InvalidRequest):
-            TierLimits.from_env(bad)
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            limits(**bad)
 
 
 async def _run_sessions(
@@ -44,7 +52,7 @@ async def _run_sessions(
 ) -> list[str]:
     """Start `n` sessions at once on a worker with `limits`; finish each `hold` s after it runs."""
     provider = E2BSandboxProvider(
-        credentials=StaticCredentials(emu.api_key),
+        credentials=StaticCredentialSource(emu.api_key),
         api_url=emu.api_url,
         sandbox_url=emu.sandbox_url,
         limits=limits,

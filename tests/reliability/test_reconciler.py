@@ -10,19 +10,20 @@ from datetime import UTC, datetime, timedelta
 from e2b import AsyncSandbox
 from temporalio.client import Client, ScheduleHandle
 
-from activities.reconcile import (
-    SCHEDULE_ID,
-    ReconcileInput,
-    ReconcileResult,
-    ReconcilerSettings,
-    ensure_reconciler_schedule,
-)
+from activities.reconcile import ReconcileInput, ReconcileResult
+from common.ids import MANAGED_BY, MANAGED_BY_KEY
+from common.settings import ReconcilerSettings
 from emulator.testing import EmulatorHandle
 from ledger import CostEvent
-from provider.e2b import MANAGED_BY
-from tests.workflows.conftest import Stack, save_history, state_is, wait_for
-from workflows import GateDecision, GateRequest, SandboxSession
-from workflows.reconciler import StraySandboxReconciler
+from tests.fixtures.stack import Stack, save_history, state_is, wait_for
+from worker import ensure_reconciler_schedule
+from workflows import (
+    RECONCILER_SCHEDULE_ID,
+    GateDecision,
+    GateRequest,
+    SandboxSession,
+    StraySandboxReconciler,
+)
 
 
 async def make_stray(emu: EmulatorHandle, session_id: str, org: str = "acme") -> str:
@@ -30,7 +31,7 @@ async def make_stray(emu: EmulatorHandle, session_id: str, org: str = "acme") ->
     sandbox = await AsyncSandbox.create(
         template="base",
         timeout=600,
-        metadata={"managed-by": MANAGED_BY, "session_id": session_id, "org_id": org},
+        metadata={MANAGED_BY_KEY: MANAGED_BY, "session_id": session_id, "org_id": org},
         api_key=emu.api_key,
         api_url=emu.api_url,
         sandbox_url=emu.sandbox_url,
@@ -128,16 +129,13 @@ async def test_strays_are_killed_and_billed_once_live_sessions_left_alone(rstack
 
 
 async def test_schedule_is_created_once_updated_in_place_and_runs_a_pass(rstack: Stack) -> None:
-    settings = ReconcilerSettings.from_env(
-        {"SESSIONS_RECONCILER_INTERVAL": "3600", "SESSIONS_RECONCILER_ORGS": "acme, beta"}
-    )
-    assert settings.enabled and settings.input.org_ids == ["acme", "beta"]
-    assert not ReconcilerSettings.from_env({"SESSIONS_RECONCILER": "off"}).enabled
+    settings = ReconcilerSettings.load(reconciler_interval=3600, reconciler_orgs="acme, beta")
+    assert settings.reconciler and settings.reconciler_orgs == ["acme", "beta"]
     client = rstack.client
-    handle = client.get_schedule_handle(SCHEDULE_ID)
+    handle = client.get_schedule_handle(RECONCILER_SCHEDULE_ID)
     try:
         await ensure_reconciler_schedule(client, rstack.task_queue, settings)
-        faster = settings.model_copy(update={"interval_seconds": 1800.0})
+        faster = settings.model_copy(update={"reconciler_interval": 1800.0})
         await ensure_reconciler_schedule(client, rstack.task_queue, faster)  # updated, no error
         described = await handle.describe()
         assert [i.every for i in described.schedule.spec.intervals] == [timedelta(minutes=30)]
@@ -146,7 +144,7 @@ async def test_schedule_is_created_once_updated_in_place_and_runs_a_pass(rstack:
         assert action.task_queue == rstack.task_queue  # type: ignore[union-attr]
 
         ghost = await make_stray(rstack.emulator, f"ghost-{uuid.uuid4().hex[:8]}")
-        now = faster.model_copy(update={"input": ReconcileInput(org_ids=["acme"], grace_seconds=0)})
+        now = faster.model_copy(update={"reconciler_orgs": ["acme"], "reconciler_grace": 0.0})
         await ensure_reconciler_schedule(client, rstack.task_queue, now)  # judge the stray now
         before = len((await handle.describe()).info.recent_actions)
         await handle.trigger()

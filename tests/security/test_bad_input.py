@@ -2,8 +2,9 @@
 unicode or out-of-order input, gets a clear answer or is logged and ignored — and none fails a
 workflow task or loses data (each session still ends with its one ledger row).
 
-Each row is one case: what is sent, and the answer. The rows of a phase run against one live
-session walked through running → paused → resumed → ended; docs/bad-input.md lists every row.
+Each row is one case: what is sent, and the answer, in the phase the session is in: running,
+paused at a gate, resumed after it, or ended. The rows run alone and in any order
+(`PhaseSessions`); docs/bad-input.md lists every row.
 Messages go through a raw Temporal client (as `temporal workflow signal` or another SDK would
 send them); the `sessions` CLI's commands are in test_bad_input_cli.py.
 """
@@ -12,23 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+import pytest_asyncio
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from sessions import SessionClient
-from tests.workflows.conftest import Stack, state_is, status_of, wait_for
-
-from .conftest import failed_workflow_tasks
+from tests.fixtures.security import failed_workflow_tasks
+from tests.fixtures.stack import Stack, state_is, status_of, wait_for
 
 GATE = "déploiement-🚀"
 TITLE = "承認してください 🙏"
 BY = "Zoë 🙂"
-PHASES = ("running", "paused", "resumed", "ended")
 STATE_OF_PHASE = {"running": "running", "paused": "paused", "resumed": "running"}
 ENDED = "workflow execution already completed"
 
@@ -286,23 +292,44 @@ ROWS = [
 TRANSITIONS = {row.phase: row for row in ROWS if row.then}
 
 
-class LiveSession:
-    """One session walked through the phases; a row sent out of turn walks it there first."""
+class PhaseSessions:
+    """Sessions by phase, so that every row runs alone and in any order.
+
+    A row that moves the session on (`then`) gets a session of its own, walked to the row's
+    phase; every other row must leave its session as it found it (the row checks that), so the
+    rows of one phase share one session, made on first use.
+    """
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
-        self.handle: WorkflowHandle[Any, Any] | None = None
-        self.phase = "new"
+        self.shared: dict[str, WorkflowHandle[Any, Any]] = {}
+        self.opened: list[WorkflowHandle[Any, Any]] = []
 
-    async def reach(self, phase: str) -> WorkflowHandle[Any, Any]:
-        if self.handle is None:
-            self.handle = await self.stack.start(env_vars={"KEEP": "me"})
-            await wait_for(self.handle, state_is("running"), what="running")
-            self.phase = "running"
-        while self.phase != phase:
-            assert PHASES.index(self.phase) < PHASES.index(phase), f"already past {phase}"
-            await send_row(self, TRANSITIONS[self.phase], [])
-        return self.handle
+    async def for_row(self, row: Row) -> WorkflowHandle[Any, Any]:
+        if row.then:
+            return await self.walk_to(row.phase)
+        if row.phase not in self.shared:
+            self.shared[row.phase] = await self.walk_to(row.phase)
+        return self.shared[row.phase]
+
+    async def close(self) -> None:
+        """End every session still open, so no sandbox outlives the module."""
+        for handle in self.opened:
+            if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
+                await handle.signal("finish", {})
+                await handle.result()
+
+    async def walk_to(self, phase: str) -> WorkflowHandle[Any, Any]:
+        handle = await self.stack.start(env_vars={"KEEP": "me"})
+        self.opened.append(handle)
+        await wait_for(handle, state_is("running"), what="running")
+        at = "running"
+        while at != phase:
+            row = TRANSITIONS[at]
+            await send_row(self.stack, handle, row, [])
+            assert row.then is not None
+            at = row.then
+        return handle
 
 
 async def send(handle: WorkflowHandle[Any, Any], row: Row) -> tuple[str, str]:
@@ -320,9 +347,9 @@ async def send(handle: WorkflowHandle[Any, Any], row: Row) -> tuple[str, str]:
     return ("accepted", str(result))
 
 
-async def send_row(live: LiveSession, row: Row, records: list[Any]) -> None:
-    assert live.handle is not None
-    handle = live.handle
+async def send_row(
+    stack: Stack, handle: WorkflowHandle[Any, Any], row: Row, records: list[Any]
+) -> None:
     got_kind, got = await send(handle, row)
     want_kind, want = row.answer
     if (got_kind, want_kind) == ("sent", "accepted"):
@@ -338,13 +365,12 @@ async def send_row(live: LiveSession, row: Row, records: list[Any]) -> None:
     if row.then == "ended":
         result = await handle.result()
         assert result.outcome == "finished" and result.cost_recorded
-        rows = await live.stack.ledger.events(session_id=result.status.session_id)
+        rows = await stack.ledger.events(session_id=result.status.session_id)
         assert len(rows) == 1, rows
         assert [(g.gate, g.title, g.decided_by) for g in result.status.gates] == [(GATE, TITLE, BY)]
     elif row.then:
         await wait_for(handle, state_is(STATE_OF_PHASE[row.then]), what=row.then)
     assert await failed_workflow_tasks(handle) == [], row.id
-    live.phase = row.then or live.phase
 
 
 async def wait_for_log(records: list[Any], text: str, what: str) -> None:
@@ -355,15 +381,17 @@ async def wait_for_log(records: list[Any], text: str, what: str) -> None:
     raise AssertionError(f"{what}: no log line with {text!r}")
 
 
-@pytest.fixture(scope="module")
-def live(stack: Stack) -> LiveSession:
-    return LiveSession(stack)
+@pytest_asyncio.fixture(scope="module")
+async def sessions(stack: Stack) -> AsyncIterator[PhaseSessions]:
+    phases = PhaseSessions(stack)
+    yield phases
+    await phases.close()
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
-async def test_message(live: LiveSession, row: Row, caplog: pytest.LogCaptureFixture) -> None:
-    await live.reach(row.phase)
-    await send_row(live, row, caplog.records)
+async def test_message(sessions: PhaseSessions, row: Row, caplog: pytest.LogCaptureFixture) -> None:
+    handle = await sessions.for_row(row)
+    await send_row(sessions.stack, handle, row, caplog.records)
 
 
 async def test_messages_racing_finish_are_refused_clearly(stack: Stack) -> None:

@@ -1,22 +1,24 @@
 """The bad-input table, second half: the `sessions` CLI.
 
-Each row is a command, its exit code and its one line: one session started with the CLI (and its
-encrypting `sessions worker` subprocess) is walked through running → paused → resumed → ended.
+Each row is a command, its exit code and its one line, in the phase the session is in (running,
+paused, resumed, ended), against sessions started with the CLI and its encrypting `sessions worker`
+subprocess; the rows run alone and in any order (`CliPhaseSessions`).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+import pytest_asyncio
 
 from ledger import open_ledger
 from sessions import SessionClient
-from tests.cli.conftest import CliStack
+from tests.fixtures.cli import CliStack
+from tests.fixtures.security import failed_workflow_tasks, wait_state
 
-from .conftest import failed_workflow_tasks, wait_state
-from .test_bad_input import BY, GATE, PHASES, ROWS, START_ROWS, STATE_OF_PHASE, TITLE
+from .test_bad_input import BY, GATE, ROWS, START_ROWS, STATE_OF_PHASE, TITLE
 
 DOC = Path(__file__).parents[2] / "docs" / "bad-input.md"
 
@@ -152,61 +154,79 @@ CLI_ROWS: list[tuple[str, str, tuple[str, ...], int, str]] = [
 CLI_THEN = {"cli-unicode-gate": "paused", "cli-unicode-decision": "resumed", "cli-finish": "ended"}
 
 
-class LiveCliSession:
-    """One session started and steered with the CLI, walked through the phases."""
+Row = tuple[str, str, tuple[str, ...], int, str]
+CLI_TRANSITIONS = {row[1]: row for row in CLI_ROWS if row[0] in CLI_THEN}
+
+
+class CliPhaseSessions:
+    """Sessions started and steered with the CLI, by phase, so every row runs alone and in any
+    order: a row that moves the session on gets a session of its own; the rows that must leave
+    their session as it was share one per phase."""
 
     def __init__(self, stack: CliStack, client: SessionClient) -> None:
         self.stack, self.client = stack, client
-        self.session: str | None = None
-        self.phase = "new"
+        self.shared: dict[str, str] = {}
+        self.opened: list[str] = []
 
-    async def reach(self, phase: str) -> str:
-        if self.session is None:
-            started = await self.stack.cli("start", "--org", "acme", "--env", "KEEP=me")
-            self.session = started.ok().out.strip()
-            await self.wait("running")
-            self.phase = "running"
-        while self.phase != phase:
-            assert PHASES.index(self.phase) < PHASES.index(phase), f"already past {phase}"
-            row = next(r for r in CLI_ROWS if r[1] == self.phase and r[0] in CLI_THEN)
-            await self.run(row)
-        return self.session
+    async def for_row(self, row: Row) -> str:
+        if row[0] in CLI_THEN:
+            return await self.walk_to(row[1])
+        if row[1] not in self.shared:
+            self.shared[row[1]] = await self.walk_to(row[1])
+        return self.shared[row[1]]
 
-    async def wait(self, phase: str) -> None:
-        assert self.session is not None
-        await wait_state(self.client, self.session, STATE_OF_PHASE[phase])
+    async def close(self) -> None:
+        """End every session still open, so no sandbox outlives the module."""
+        for session in self.opened:
+            if (await self.client.status(session)).state not in ("finished", "failed", "cancelled"):
+                await self.client.finish(session)
+                await self.client.wait(session)
 
-    async def run(self, row: tuple[str, str, tuple[str, ...], int, str]) -> None:
+    async def walk_to(self, phase: str) -> str:
+        started = await self.stack.cli("start", "--org", "acme", "--env", "KEEP=me")
+        session = started.ok().out.strip()
+        self.opened.append(session)
+        await wait_state(self.client, session, STATE_OF_PHASE["running"])
+        at = "running"
+        while at != phase:
+            row = CLI_TRANSITIONS[at]
+            await self.run(session, row)
+            at = CLI_THEN[row[0]]
+        return session
+
+    async def run(self, session: str, row: Row) -> None:
         case, _, argv, code, text = row
-        assert self.session is not None
-        result = await self.stack.cli(*(a.replace(S, self.session) for a in argv))
+        result = await self.stack.cli(*(a.replace(S, session) for a in argv))
         if code == 0:
             assert text in result.ok().out, result
         else:
             assert text in result.one_error_line() and result.code == code, result
         then = CLI_THEN.get(case)
         if then and then != "ended":
-            await self.wait(then)
-        self.phase = then or self.phase
-        handle = self.client.client.get_workflow_handle(f"session-{self.session}")
+            await wait_state(self.client, session, STATE_OF_PHASE[then])
+        handle = self.client.client.get_workflow_handle(f"session-{session}")
         assert await failed_workflow_tasks(handle) == [], case
         if then == "ended":
             ledger = await open_ledger(self.stack.ledger_url)
             try:
-                assert len(await ledger.events(session_id=self.session)) == 1
+                assert len(await ledger.events(session_id=session)) == 1
             finally:
                 await ledger.close()
 
 
-@pytest.fixture(scope="module")
-def live_cli(cli_stack: CliStack, cli_client: SessionClient) -> LiveCliSession:
-    return LiveCliSession(cli_stack, cli_client)
+@pytest_asyncio.fixture(scope="module")
+async def cli_sessions(
+    secure_cli_stack: CliStack, secure_cli_client: SessionClient
+) -> AsyncIterator[CliPhaseSessions]:
+    phases = CliPhaseSessions(secure_cli_stack, secure_cli_client)
+    yield phases
+    await phases.close()
 
 
 @pytest.mark.parametrize("row", CLI_ROWS, ids=[r[0] for r in CLI_ROWS])
-async def test_command(live_cli: LiveCliSession, row: Any) -> None:
-    await live_cli.reach(row[1])
-    await live_cli.run(row)
+async def test_command(cli_sessions: CliPhaseSessions, row: Row) -> None:
+    session = await cli_sessions.for_row(row)
+    await cli_sessions.run(session, row)
 
 
 def test_the_table_is_documented() -> None:

@@ -17,17 +17,14 @@ import uvicorn
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
+from common.codec import KEYS_ENV, EncryptionCodec, PayloadKeyError, data_converter
+from common.errors import ConfigError
+from common.settings import parse_keys
 from emulator.server import _Server as QuietServer  # uvicorn without signal handling
 from ledger import Ledger
-from sessions.codec import KEYS_ENV, EncryptionCodec, PayloadKeyError, data_converter, parse_keys
 from sessions.codec_server import build_app
-from sessions.errors import ConfigError
-from tests.cli.conftest import Cli
-from tests.fixtures.temporal import temporal_binary
-from tests.workflows.conftest import Stack, state_is, wait_for
-from workflows import ExecRequest, GateDecision, GateRequest, SandboxSession
-
-from .conftest import (
+from tests.fixtures.cli import Cli
+from tests.fixtures.security import (
     KEYS,
     connect_with_keys,
     failed_workflow_tasks,
@@ -36,8 +33,10 @@ from .conftest import (
     metadata,
     new_key,
     payloads_of,
-    serving,
 )
+from tests.fixtures.stack import Stack, serve_stack, state_is, wait_for
+from tests.fixtures.temporal import temporal_binary
+from workflows import ExecRequest, GateDecision, GateRequest, SandboxSession
 
 KEY_MATERIAL = new_key()
 
@@ -65,17 +64,19 @@ def run_payloads(history: dict[str, Any]) -> list[dict[str, Any]]:
     ],
     ids=["no-id", "not-base64", "short-key", "duplicate-id", "bad-id", "trailing-comma"],
 )
+@pytest.mark.fast
 def test_a_malformed_key_variable_is_one_clear_error(value: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
-        data_converter({KEYS_ENV: value})
+        data_converter(value)
     assert message in str(err.value)
     assert KEY_MATERIAL[:8] not in str(err.value)
 
 
+@pytest.mark.fast
 def test_encryption_is_off_by_default() -> None:
-    assert data_converter({}).payload_codec is None
-    assert data_converter({KEYS_ENV: "  "}).payload_codec is None
-    codec = data_converter({KEYS_ENV: f"k2:{new_key()}, k1:{new_key()}"}).payload_codec
+    assert data_converter(None).payload_codec is None
+    assert data_converter("  ").payload_codec is None
+    codec = data_converter(f"k2:{new_key()}, k1:{new_key()}").payload_codec
     assert isinstance(codec, EncryptionCodec) and codec.key_ids == ["k2", "k1"]
 
 
@@ -133,14 +134,14 @@ async def test_rotation_reads_old_payloads_and_writes_with_the_new_key(
     k1, k2 = f"k1:{new_key()}", f"k2:{new_key()}"
     queue = f"rot-{uuid.uuid4().hex[:8]}"
     old = await connect_with_keys(temporal_env, k1)
-    async with serving(old, emulator, ledger, queue) as stack:
+    async with serve_stack(old, emulator, ledger, queue) as stack:
         handle = await stack.start(env_vars={"TOKEN": "t0k3n"})
         await wait_for(handle, state_is("running"))
         await handle.execute_update(SandboxSession.request_gate, GateRequest(gate="g"))
         await wait_for(handle, state_is("paused"))
     # A new worker and client with the keys rotated: k2 encrypts, k1 still decrypts.
     new = await connect_with_keys(temporal_env, f"{k2},{k1}")
-    async with serving(new, emulator, ledger, queue):
+    async with serve_stack(new, emulator, ledger, queue):
         handle = new.get_workflow_handle(handle.id)
         await handle.execute_update(SandboxSession.approve_gate, GateDecision(gate="g", by="x"))
         await wait_for(handle, state_is("running"))
@@ -160,6 +161,7 @@ async def test_rotation_reads_old_payloads_and_writes_with_the_new_key(
     assert await failed_workflow_tasks(handle) == []
 
 
+@pytest.mark.fast
 async def test_an_unknown_key_id_or_a_wrong_key_fails_clearly() -> None:
     writer = EncryptionCodec(parse_keys(f"k9:{new_key()}"))
     [encrypted] = await writer.encode([data_converter().payload_converter.to_payload("hi")])
@@ -180,7 +182,7 @@ async def test_the_codec_server_lets_the_temporal_cli_read_a_history(
     await handle.signal("finish", {})
     await handle.result()
 
-    codec = data_converter({KEYS_ENV: KEYS}).payload_codec
+    codec = data_converter(KEYS).payload_codec
     assert isinstance(codec, EncryptionCodec)
     app = build_app(codec, auth="Bearer let-me-in")
     async with serving_http(app) as url:

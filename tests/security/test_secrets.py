@@ -19,13 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from ledger import Ledger
 from sessions import SessionClient
-from tests.cli.conftest import CliStack
-from tests.telemetry.conftest import MemoryTelemetry
-from tests.telemetry.conftest import memory_telemetry as memory_telemetry  # noqa: F401
-from tests.workflows.conftest import state_is, wait_for
-from workflows import ExecRequest, GateDecision, GateRequest, SandboxSession
-
-from .conftest import (
+from tests.fixtures.cli import CliStack
+from tests.fixtures.security import (
     KEYS,
     connect_with_keys,
     failed_workflow_tasks,
@@ -33,7 +28,9 @@ from .conftest import (
     history_texts,
     wait_state,
 )
-from .conftest import serving as serving_with
+from tests.fixtures.stack import serve_stack, state_is, wait_for
+from tests.fixtures.telemetry import MemoryTelemetry
+from workflows import ExecRequest, GateDecision, GateRequest, SandboxSession
 
 CHECK = 'printf %s "$OPENAI_API_KEY$DB_PASSWORD" | sha256sum'
 """Proves the sandbox got both values without ever printing them."""
@@ -74,13 +71,13 @@ async def test_in_process_session_leaks_nothing(
     temporal_env: WorkflowEnvironment,
     emulator: Any,
     ledger: Ledger,
-    memory_telemetry: MemoryTelemetry,  # noqa: F811
+    memory_telemetry: MemoryTelemetry,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     api_key, password = new_secrets()
     client = await connect_with_keys(temporal_env, KEYS)  # traced into memory_telemetry
-    async with serving_with(client, emulator, ledger) as stack:
+    async with serve_stack(client, emulator, ledger) as stack:
         handle = await stack.start(env_vars={"OPENAI_API_KEY": api_key})
         await wait_for(handle, state_is("running"))
         out = await handle.execute_update(
@@ -110,8 +107,9 @@ async def test_in_process_session_leaks_nothing(
 
 
 async def test_cli_session_leaks_nothing(
-    cli_stack: CliStack, cli_client: SessionClient, emulator: Any
+    secure_cli_stack: CliStack, secure_cli_client: SessionClient, emulator: Any
 ) -> None:
+    cli_stack, cli_client = secure_cli_stack, secure_cli_client
     cli, api_key, password = cli_stack.cli, *new_secrets()
     outputs: list[str] = []
 

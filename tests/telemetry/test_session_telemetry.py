@@ -11,19 +11,28 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import telemetry
 from ledger import Ledger
-from provider import E2BSandboxProvider, ExecInput, SandboxRef
+from provider import E2BSandboxProvider, ExecInput, SandboxRef, StaticCredentialSource
 from provider.errors import SandboxGone
 from provider.models import PoolConfig
-from telemetry.instruments import ERROR_TYPE, OPERATION, ORG, OUTCOME, SANDBOX, TEMPLATE
-from tests.workflows.conftest import StaticCredentials, state_is, wait_for
+from telemetry.instruments import (
+    ERROR_TYPE,
+    GATE_OUTCOME,
+    GATE_WAIT,
+    OPERATION,
+    ORG,
+    OUTCOME,
+    SANDBOX,
+    TEMPLATE,
+)
+from tests.fixtures.stack import state_is, wait_for
+from tests.fixtures.telemetry import MemoryTelemetry, SdkMetrics, attr
 from worker import build_worker
 from workflows import ExecRequest, SandboxSession, SessionInput, workflow_id_for
-
-from .conftest import MemoryTelemetry, attr
 
 SECRET = f"tok-{uuid.uuid4().hex}"
 """An env value given to the sandbox: it must reach no span."""
@@ -35,12 +44,18 @@ async def traced(
     emulator: Any,
     ledger: Ledger,
     memory_telemetry: MemoryTelemetry,
+    sdk_metrics: SdkMetrics,
 ) -> AsyncIterator[tuple[Client, str]]:
-    """A client that traces (as `connect_temporal` makes) and a worker built on it."""
-    config = temporal_env.client.config()
-    client = Client(**{**config, "interceptors": telemetry.temporal.with_tracing([])})
+    """A client that traces (as the worker and the CLI connect) and a worker built on it, its
+    SDK metrics (and the workflows' own) kept in `sdk_metrics`."""
+    client = await Client.connect(
+        temporal_env.client.service_client.config.target_host,
+        data_converter=pydantic_data_converter,
+        interceptors=telemetry.with_tracing([]),
+        runtime=sdk_metrics.runtime,
+    )
     provider = E2BSandboxProvider(
-        credentials=StaticCredentials(emulator.api_key),
+        credentials=StaticCredentialSource(emulator.api_key),
         api_url=emulator.api_url,
         sandbox_url=emulator.sandbox_url,
     )
@@ -62,7 +77,11 @@ def _child(spans: list[Any], parent: Any, name: str) -> Any:
 
 
 async def test_one_session_yields_the_span_tree_and_metrics_equal_to_the_ledger(
-    traced: tuple[Client, str], ledger: Ledger, memory_telemetry: MemoryTelemetry, emulator: Any
+    traced: tuple[Client, str],
+    ledger: Ledger,
+    memory_telemetry: MemoryTelemetry,
+    sdk_metrics: SdkMetrics,
+    emulator: Any,
 ) -> None:
     client, queue = traced
     mem = memory_telemetry
@@ -113,9 +132,11 @@ async def test_one_session_yields_the_span_tree_and_metrics_equal_to_the_ledger(
     assert mem.value("sandbox.paused.seconds", **labels) == row.paused_seconds
     assert mem.value("sandboxes.running", **{ORG: org}) == 0
     assert mem.value("sandboxes.paused", **{ORG: org}) == 0
-    assert mem.count("gate.wait.duration", **{"gate.outcome": "approved"}) >= 1
-    (timed_out,) = mem.points("gate.wait.duration", **{"gate.outcome": "timed_out"})
-    assert timed_out.count == 1 and timed_out.sum >= 1.0
+    # Gate waits, from the workflow's replay-safe meter: one per decision, in seconds.
+    session_attrs = {"workflow_type": "SandboxSession"}
+    assert len(sdk_metrics.values(GATE_WAIT, **{GATE_OUTCOME: "approved"}, **session_attrs)) == 1
+    (timed_out,) = sdk_metrics.values(GATE_WAIT, **{GATE_OUTCOME: "timed_out"}, **session_attrs)
+    assert 1.0 <= timed_out < 30
     for operation, calls in (("provision", 1), ("exec", 1), ("pause", 2), ("resume", 2)):
         assert (
             mem.count("sandbox.provider.duration", **{OPERATION: operation, OUTCOME: "ok"}) >= calls
@@ -163,7 +184,7 @@ async def test_a_failed_provider_call_is_an_error_span_and_counted_by_type(
 ) -> None:
     provider = telemetry.TracedProvider(
         E2BSandboxProvider(
-            credentials=StaticCredentials(emulator.api_key),
+            credentials=StaticCredentialSource(emulator.api_key),
             api_url=emulator.api_url,
             sandbox_url=emulator.sandbox_url,
         )

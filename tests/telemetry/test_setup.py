@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import socket
 import subprocess
 import sys
@@ -12,12 +14,14 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from sessions.errors import ConfigError
+from common.errors import ConfigError
+from common.settings import TelemetrySettings
 from telemetry import build
-from telemetry.temporal import port_from_env
+from telemetry.instruments import GATE_OUTCOME, GATE_WAIT
+from telemetry.temporal import temporal_runtime
+from tests.fixtures.telemetry import OtlpReceiver, SdkMetrics
+from worker import workflow_runner
 from workflows import SandboxSession
-
-from .conftest import MemoryTelemetry
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 REPO = Path(__file__).resolve().parents[2]
@@ -39,11 +43,13 @@ def otel_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
+@pytest.mark.fast
 def test_nothing_is_exported_without_an_endpoint(otel_env: pytest.MonkeyPatch) -> None:
     built = build()
     assert (built.tracer_provider, built.meter_provider, built.exporters) == (None, None, {})
 
 
+@pytest.mark.fast
 def test_an_endpoint_exports_both_signals_as_session_worker(
     otel_env: pytest.MonkeyPatch,
 ) -> None:
@@ -57,6 +63,7 @@ def test_an_endpoint_exports_both_signals_as_session_worker(
         built.shutdown(timeout_millis=100)
 
 
+@pytest.mark.fast
 def test_service_name_signal_choice_and_kill_switch_follow_otel(
     otel_env: pytest.MonkeyPatch,
 ) -> None:
@@ -72,12 +79,13 @@ def test_service_name_signal_choice_and_kill_switch_follow_otel(
     assert build().exporters == {}
 
 
+@pytest.mark.fast
 def test_a_bad_port_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SESSIONS_METRICS_PORT", "nine")
     with pytest.raises(ConfigError, match="SESSIONS_METRICS_PORT must be a port number"):
-        port_from_env("SESSIONS_METRICS_PORT")
+        TelemetrySettings.load()
     monkeypatch.setenv("SESSIONS_METRICS_PORT", "")
-    assert port_from_env("SESSIONS_METRICS_PORT") is None
+    assert TelemetrySettings.load().metrics_port is None
 
 
 @pytest.mark.parametrize("setting", ["LOG_FORMAT", "SESSIONS_METRICS_PORT"])
@@ -104,13 +112,43 @@ def test_worker_refuses_a_bad_setting_in_one_line(setting: str) -> None:
     assert line.startswith(expected), line
 
 
-async def test_replaying_history_records_no_gate_metric(
-    memory_telemetry: MemoryTelemetry,
-) -> None:
-    """A replay (cache eviction, another worker) must not count the same decision again."""
-    before = memory_telemetry.count("gate.wait.duration")
-    replayer = Replayer(workflows=[SandboxSession], data_converter=pydantic_data_converter)
+@pytest.mark.fast
+async def test_replaying_history_records_no_gate_metric(sdk_metrics: SdkMetrics) -> None:
+    """A replay (cache eviction, another worker) must not count the same decision again: the
+    workflow records gate waits on `workflow.metric_meter()`, which is silent during replay."""
+    before = len(sdk_metrics.values(GATE_WAIT))
+    replayer = Replayer(
+        workflows=[SandboxSession],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
+        runtime=sdk_metrics.runtime,
+    )
     for name in ("two_gates", "gate_timeout_reject", "reject"):
         path = HISTORIES / f"{name}.json"
         await replayer.replay_workflow(WorkflowHistory.from_json(name, path.read_text()))
-    assert memory_telemetry.count("gate.wait.duration") == before
+    assert len(sdk_metrics.values(GATE_WAIT)) == before
+
+
+async def test_without_a_prometheus_port_sdk_metrics_follow_our_otlp_endpoint(
+    otel_env: pytest.MonkeyPatch, otlp_receiver: OtlpReceiver
+) -> None:
+    """No `SESSIONS_METRICS_PORT`: the Temporal runtime pushes the SDK's metrics (and the
+    workflows' gate waits) to the same OTLP/HTTP endpoint as ours, in seconds."""
+    otel_env.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_receiver.url)
+    assert temporal_runtime(None) is not None
+    otel_env.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+    assert temporal_runtime(None) is None  # nothing to export to: the default runtime
+
+    otel_env.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", f"{otlp_receiver.url}/v1/metrics")
+    runtime = temporal_runtime(None)
+    assert runtime is not None
+    histogram = runtime.metric_meter.create_histogram_float(GATE_WAIT, unit="s")
+    histogram.record(42.0, {GATE_OUTCOME: "approved"})
+
+    for _ in range(100):
+        if GATE_WAIT in otlp_receiver.metric_names():
+            break
+        await asyncio.sleep(0.1)
+    assert GATE_WAIT in otlp_receiver.metric_names()
+    del histogram, runtime  # the runtime pushes until it is dropped: not past the receiver
+    gc.collect()

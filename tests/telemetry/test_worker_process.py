@@ -19,12 +19,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from ledger import open_ledger
 from provider.models import PoolConfig
+from telemetry.instruments import GATE_WAIT
 from telemetry.temporal import with_tracing
-from tests.cli.conftest import clean_env
-from tests.workflows.conftest import state_is, wait_for
+from tests.fixtures.cli import clean_env
+from tests.fixtures.stack import state_is, wait_for
+from tests.fixtures.telemetry import MemoryTelemetry, OtlpReceiver
 from workflows import SandboxSession, SessionInput, workflow_id_for
-
-from .conftest import MemoryTelemetry, OtlpReceiver
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -145,9 +145,11 @@ async def test_worker_process_exports_spans_and_metrics_and_answers_probes(
             return bool(points) and points[-1].as_double == row.running_seconds
 
         await _eventually(billed_metric, "sandbox.running.seconds equal to the ledger row")
-        assert {"gate.wait.duration", "sandbox.provider.duration", "sandboxes.running"} <= (
-            otlp_receiver.metric_names()
-        )
+        assert {"sandbox.provider.duration", "sandboxes.running"} <= otlp_receiver.metric_names()
+        # The workflows' own metrics go with the SDK's: here, to Prometheus.
+        async with httpx.AsyncClient(timeout=5) as http:
+            scrape = (await http.get(f"http://127.0.0.1:{prometheus}/metrics")).text
+        assert f"{GATE_WAIT}_count{{" in scrape and 'gate_outcome="approved"' in scrape, scrape
 
         # JSON logs: activity lines name their session and sandbox.
         records = [json.loads(line) for line in log_lines if line.startswith("{")]

@@ -14,8 +14,10 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows import SandboxSession
-from workflows.reconciler import StraySandboxReconciler
+from worker import workflow_runner
+from workflows import SandboxSession, StraySandboxReconciler
+
+pytestmark = pytest.mark.fast  # replays stored histories, no server
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 
@@ -44,6 +46,8 @@ def test_histories_cover_every_path() -> None:
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(
-        workflows=[SandboxSession, StraySandboxReconciler], data_converter=pydantic_data_converter
+        workflows=[SandboxSession, StraySandboxReconciler],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
     )
     await replayer.replay_workflow(history)

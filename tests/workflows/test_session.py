@@ -13,9 +13,8 @@ from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.exceptions import CancelledError
 
 from provider.models import PoolConfig
+from tests.fixtures.stack import Stack, save_history, state_is, status_of, wait_for
 from workflows import ExecRequest, GateDecision, GateRequest, SandboxSession
-
-from .conftest import Stack, save_history, state_is, status_of, wait_for
 
 
 async def sandbox_state(stack: Stack, sandbox_id: str) -> str | None:

@@ -1,4 +1,9 @@
-"""One place that turns the environment into a Temporal client (`temporalio.envconfig`)."""
+"""One place that turns the environment into a Temporal client (`temporalio.envconfig`).
+
+The worker and the `sessions` CLI both connect through `connect_temporal`, so they agree on the
+address, the namespace, TLS and API keys (Temporal's own `TEMPORAL_*` variables and profiles),
+and on the data converter: pydantic, encrypting every payload when `SESSIONS_PAYLOAD_KEYS` is set.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,17 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import SecretStr
 from temporalio.client import Client, Interceptor
 from temporalio.envconfig import ClientConfig
 
-from sessions.codec import data_converter
-from sessions.errors import ConfigError, TemporalUnreachable
-from telemetry.temporal import with_tracing
-from workflows.models import DEFAULT_TASK_QUEUE
+from common.codec import data_converter
+from common.errors import ConfigError, TemporalUnreachable
+
+__all__ = ["DEFAULT_ADDRESS", "DEFAULT_NAMESPACE", "connect_config", "connect_temporal"]
 
 DEFAULT_ADDRESS = "localhost:7233"
-
-
-def task_queue(value: str | None = None) -> str:
-    """Argument > `SESSIONS_TASK_QUEUE` > `sandbox-sessions`."""
-    return value or os.environ.get("SESSIONS_TASK_QUEUE") or DEFAULT_TASK_QUEUE
+DEFAULT_NAMESPACE = "default"
 
 
 def connect_config(*, address: str | None = None, namespace: str | None = None) -> dict[str, Any]:
@@ -38,7 +40,7 @@ def connect_config(*, address: str | None = None, namespace: str | None = None) 
     except Exception as err:  # the bridge raises plain RuntimeErrors for bad files
         raise ConfigError(f"cannot read Temporal configuration: {err}") from None
     config.setdefault("target_host", DEFAULT_ADDRESS)
-    config.setdefault("namespace", "default")
+    config.setdefault("namespace", DEFAULT_NAMESPACE)
     if address:
         config["target_host"] = address
     if namespace:
@@ -50,18 +52,20 @@ async def connect_temporal(
     *,
     address: str | None = None,
     namespace: str | None = None,
+    payload_keys: SecretStr | None = None,
     interceptors: Sequence[Interceptor] = (),
     **kwargs: Any,
 ) -> Client:
-    """Connect with the pydantic data converter (and the payload codec, when keys are set);
-    an unreachable server is one clear error."""
+    """Connect with the pydantic data converter, encrypting with `payload_keys`
+    (`SESSIONS_PAYLOAD_KEYS`) when given; an unreachable server is one clear error naming
+    the address."""
     config = connect_config(address=address, namespace=namespace)
-    converter = data_converter()  # encrypts payloads when SESSIONS_PAYLOAD_KEYS is set
+    keys = payload_keys.get_secret_value() if payload_keys is not None else None
     try:
         return await Client.connect(
             **config,
-            data_converter=converter,
-            interceptors=with_tracing(interceptors),
+            data_converter=data_converter(keys),
+            interceptors=list(interceptors),
             **kwargs,
         )
     except RuntimeError as err:

@@ -1,4 +1,4 @@
-"""Payload encryption for Temporal's event history: AES-256-GCM, keys from the environment.
+"""Payload encryption for Temporal's event history: AES-256-GCM, keys from `SESSIONS_PAYLOAD_KEYS`.
 
 Off by default. With `SESSIONS_PAYLOAD_KEYS="k2:<base64 32 bytes>,k1:<base64 32 bytes>"` every
 payload a client or worker built by `connect_temporal` writes (workflow inputs such as the
@@ -12,12 +12,9 @@ Temporal's encryption sample (12-byte nonce + AES-GCM ciphertext of the serializ
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -29,14 +26,12 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
-from sessions.errors import ConfigError, SessionsError
+from common.errors import ConfigError, SessionsError
+from common.settings import KEYS_ENV, parse_keys
 
-KEYS_ENV = "SESSIONS_PAYLOAD_KEYS"
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
-KEY_BYTES = 32
 _NONCE_BYTES = 12
-_KEY_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 __all__ = [
     "ENCODING",
@@ -44,7 +39,7 @@ __all__ = [
     "KEY_ID",
     "EncryptionCodec",
     "PayloadKeyError",
-    "codec_from_env",
+    "codec_for",
     "data_converter",
     "parse_keys",
 ]
@@ -52,34 +47,6 @@ __all__ = [
 
 class PayloadKeyError(SessionsError):
     """A payload cannot be decrypted: its key id is not configured, or the key is wrong."""
-
-
-def parse_keys(raw: str) -> list[tuple[str, bytes]]:
-    """`id:base64,id:base64` → [(id, key)], first one encrypts. Errors never show a key."""
-    keys: list[tuple[str, bytes]] = []
-    entries = [e.strip() for e in raw.split(",")]
-    for n, entry in enumerate(entries, start=1):
-        where = f"{KEYS_ENV} entry {n}"
-        key_id, sep, encoded = entry.partition(":")
-        key_id = key_id.strip()
-        if not sep or not _KEY_ID_RE.match(key_id):
-            raise ConfigError(
-                f"{where} must be KEY_ID:BASE64_KEY with a key id of letters, digits, '.', '_' "
-                "or '-' (e.g. k1:<base64 of 32 random bytes>)"
-            )
-        try:
-            key = base64.b64decode(encoded.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise ConfigError(f"{where} (key id {key_id!r}): the key is not valid base64") from None
-        if len(key) != KEY_BYTES:
-            raise ConfigError(
-                f"{where} (key id {key_id!r}): the key must be {KEY_BYTES} bytes "
-                f"(AES-256), not {len(key)}"
-            )
-        if any(key_id == known for known, _ in keys):
-            raise ConfigError(f"{where}: key id {key_id!r} is listed twice")
-        keys.append((key_id, key))
-    return keys
 
 
 class EncryptionCodec(PayloadCodec):
@@ -130,21 +97,21 @@ class EncryptionCodec(PayloadCodec):
         return Payload.FromString(plain)
 
 
-def codec_from_env(environ: Mapping[str, str] | None = None) -> EncryptionCodec | None:
-    """The codec `SESSIONS_PAYLOAD_KEYS` asks for, or None when it is unset or empty."""
-    raw = (os.environ if environ is None else environ).get(KEYS_ENV, "").strip()
-    if not raw:
+def codec_for(keys: str | None) -> EncryptionCodec | None:
+    """The codec for `SESSIONS_PAYLOAD_KEYS`' value, or None when it is unset or empty."""
+    if keys is None or not keys.strip():
         return None
-    return EncryptionCodec(parse_keys(raw))
+    return EncryptionCodec(parse_keys(keys.strip()))
 
 
-def data_converter(environ: Mapping[str, str] | None = None) -> DataConverter:
-    """The pydantic data converter, encrypting payloads when `SESSIONS_PAYLOAD_KEYS` is set.
+def data_converter(keys: str | None = None) -> DataConverter:
+    """The pydantic data converter, encrypting payloads when `keys` (`SESSIONS_PAYLOAD_KEYS`) are
+    given.
 
     Failures' messages and stack traces are then encrypted too (they can quote what a command
     printed); their type and retry flags stay readable for Temporal's retry policies.
     """
-    codec = codec_from_env(environ)
+    codec = codec_for(keys)
     if codec is None:
         return pydantic_data_converter
     return dataclasses.replace(

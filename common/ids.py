@@ -1,0 +1,37 @@
+"""The names that tie the layers together: workflow ids, the task queue, the sandbox tag.
+
+They live here, below every layer, so that the provider, the activities, the workflows and the
+CLI agree on them without importing each other.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DEFAULT_TASK_QUEUE",
+    "MANAGED_BY",
+    "MANAGED_BY_KEY",
+    "SESSION_WORKFLOW_PREFIX",
+    "session_id_of",
+    "workflow_id_for",
+]
+
+DEFAULT_TASK_QUEUE = "sandbox-sessions"
+SESSION_WORKFLOW_PREFIX = "session-"
+"""A session's workflow id is its session id behind this prefix (CONTRACT.md)."""
+
+MANAGED_BY_KEY = "managed-by"
+MANAGED_BY = "session-worker"
+"""Every sandbox this product creates carries metadata `managed-by: session-worker`, so the
+stray reconciler can tell its own sandboxes from anything else on the same E2B team."""
+
+
+def workflow_id_for(session_id: str) -> str:
+    """`session-<session_id>`."""
+    return SESSION_WORKFLOW_PREFIX + session_id
+
+
+def session_id_of(workflow_id: str | None) -> str | None:
+    """The session id in a session workflow's id; None for any other workflow id."""
+    if workflow_id and workflow_id.startswith(SESSION_WORKFLOW_PREFIX):
+        return workflow_id[len(SESSION_WORKFLOW_PREFIX) :]
+    return None

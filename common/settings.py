@@ -1,0 +1,566 @@
+"""Every environment variable this product reads: its name, default, rule and message, here only.
+
+Each process loads one model (`WorkerSettings`, `CliSettings`, `CodecServerSettings`) with
+`load()`: keyword arguments (command-line flags) > environment variable > default. A value that
+breaks its rule is one `ConfigError` naming the variable and what it must be; the value is shown
+only for variables that cannot hold a secret. The README's configuration table and the deploy
+check are made from these models (`settings_table()`, `variable_names()`), so they cannot drift.
+
+Variables read by other libraries themselves (Temporal's `TEMPORAL_*` through
+`temporalio.envconfig`, OpenTelemetry's `OTEL_*`, the per-org E2B keys that the credential chain
+looks up at each call) are listed in `EXTERNAL` for the table and the deploy check.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic.json_schema import JsonDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from common.errors import ConfigError
+from common.ids import DEFAULT_TASK_QUEUE
+
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_PRICE_PER_SECOND",
+    "EXTERNAL",
+    "CliSettings",
+    "CodecServerSettings",
+    "ExternalVariable",
+    "LedgerSettings",
+    "ProviderSettings",
+    "ReconcilerSettings",
+    "TelemetrySettings",
+    "TemporalSettings",
+    "WorkerSettings",
+    "parse_duration",
+    "parse_keys",
+    "settings_table",
+    "variable_names",
+    "variable_prefixes",
+]
+
+DEFAULT_DATA_DIR = Path("./.sessions")
+LEDGER_FILE = "ledger.db"
+
+E2B_VCPU_SECOND = 0.000014
+"""E2B's published price per vCPU-second."""
+E2B_GIB_SECOND = 0.0000045
+"""E2B's published price per GiB-second of memory."""
+DEFAULT_PRICE_PER_SECOND = E2B_VCPU_SECOND * 2 + E2B_GIB_SECOND * 0.5
+"""$0.00003025 per running second: E2B's default sandbox (2 vCPU, 512 MiB); paused costs $0."""
+
+KEYS_ENV = "SESSIONS_PAYLOAD_KEYS"
+KEY_BYTES = 32
+_KEY_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """`90s`, `15m`, `2h`, `3d`, `1h30m`, or plain seconds: a number of seconds above zero."""
+    raw = text.strip().lower()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for match in _DURATION_PART.finditer(raw):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if pos != len(raw) or not raw:
+            raise ConfigError(
+                f"invalid duration {text!r}: use a number with s, m, h or d (90s, 15m, 2h, 3d)"
+            ) from None
+    if not seconds > 0 or not math.isfinite(seconds):
+        raise ConfigError(f"invalid duration {text!r}: it must be more than zero")
+    return seconds
+
+
+def parse_keys(raw: str) -> list[tuple[str, bytes]]:
+    """`id:base64,id:base64` → [(id, key)], first one encrypts. Errors never show a key."""
+    keys: list[tuple[str, bytes]] = []
+    entries = [e.strip() for e in raw.split(",")]
+    for n, entry in enumerate(entries, start=1):
+        where = f"{KEYS_ENV} entry {n}"
+        key_id, sep, encoded = entry.partition(":")
+        key_id = key_id.strip()
+        if not sep or not _KEY_ID_RE.match(key_id):
+            raise ConfigError(
+                f"{where} must be KEY_ID:BASE64_KEY with a key id of letters, digits, '.', '_' "
+                "or '-' (e.g. k1:<base64 of 32 random bytes>)"
+            )
+        try:
+            key = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(f"{where} (key id {key_id!r}): the key is not valid base64") from None
+        if len(key) != KEY_BYTES:
+            raise ConfigError(
+                f"{where} (key id {key_id!r}): the key must be {KEY_BYTES} bytes "
+                f"(AES-256), not {len(key)}"
+            )
+        if any(key_id == known for known, _ in keys):
+            raise ConfigError(f"{where}: key id {key_id!r} is listed twice")
+        keys.append((key_id, key))
+    return keys
+
+
+def _env(
+    name: str,
+    default: Any = None,
+    *,
+    meaning: str,
+    expect: str,
+    shown_default: str | None = None,
+    secret: bool = False,
+    **rules: Any,
+) -> Any:
+    """A field read from the variable `name`.
+
+    `expect` completes "NAME must be ..." in the error message; `shown_default` is the default
+    as the README shows it; a `secret` variable's value never appears in a message.
+    """
+    extra: JsonDict = {"env": name, "expect": expect, "secret": secret}
+    if shown_default is not None:
+        extra["shown_default"] = shown_default
+    if "default_factory" not in rules:
+        rules["default"] = default
+    return Field(validation_alias=name, description=meaning, json_schema_extra=extra, **rules)
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        case_sensitive=True,
+        env_ignore_empty=True,  # compose and Kubernetes pass an unset value as an empty one
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    @classmethod
+    def load(cls, **overrides: Any) -> Self:
+        """From the environment, with `overrides` (flags; None means "not given") on top."""
+        given = {name: value for name, value in overrides.items() if value is not None}
+        try:
+            return cls(**given)
+        except ValidationError as err:
+            raise ConfigError(_describe(cls, err)) from None
+
+
+def _describe(model: type[BaseSettings], err: ValidationError) -> str:
+    """One line per broken variable: `NAME must be <rule>, not '<value>'`."""
+    fields = {_meta(f)["env"]: f for f in model.model_fields.values()} | model.model_fields
+    parts = []
+    for problem in err.errors(include_url=False):
+        field = fields.get(str(problem["loc"][0])) if problem["loc"] else None
+        if field is None:
+            parts.append(problem["msg"])
+            continue
+        meta = _meta(field)
+        if problem["type"] == "value_error":  # a validator's own words
+            text = problem["msg"].removeprefix("Value error, ")
+            parts.append(text if meta["env"] in text else f"{meta['env']}: {text}")
+            continue
+        value = problem.get("input")
+        shown = "" if meta["secret"] or not isinstance(value, str) else f", not {value!r}"
+        parts.append(f"{meta['env']} must be {meta['expect']}{shown}")
+    return "; ".join(parts)
+
+
+def _meta(field: FieldInfo) -> dict[str, Any]:
+    extra = field.json_schema_extra
+    assert isinstance(extra, dict), "every setting is declared with _env()"
+    return dict(extra)
+
+
+def _one_of(value: Any, choices: tuple[str, ...], *, upper: bool = False) -> Any:
+    """A choice written in any case; anything else left as given, so the message quotes it."""
+    if isinstance(value, str):
+        normal = value.strip().upper() if upper else value.strip().lower()
+        if normal in choices:
+            return normal
+    return value
+
+
+def _port_rules() -> dict[str, Any]:
+    return {"ge": 1, "le": 65535, "expect": "a port number (1-65535)"}
+
+
+# ---------------------------------------------------------------- one group per part
+
+
+class TemporalSettings(_Settings):
+    """Where sessions run; the connection itself is `temporalio.envconfig`'s (`TEMPORAL_*`)."""
+
+    task_queue: str = _env(
+        "SESSIONS_TASK_QUEUE",
+        DEFAULT_TASK_QUEUE,
+        meaning="task queue of the session workflows",
+        expect="a task queue name",
+        min_length=1,
+        max_length=1000,
+    )
+    payload_keys: SecretStr | None = _env(
+        "SESSIONS_PAYLOAD_KEYS",
+        meaning="AES-256-GCM encryption of every payload in Temporal's history, "
+        "`ID:BASE64,...` (the first encrypts; [docs/security.md](docs/security.md))",
+        expect="KEY_ID:BASE64_KEY entries separated by commas",
+        shown_default="off",
+        secret=True,
+    )
+
+    @field_validator("payload_keys")
+    @classmethod
+    def _keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            try:
+                parse_keys(value.get_secret_value())
+            except ConfigError as err:  # it names the broken entry, never a key
+                raise ValueError(str(err)) from None
+        return value
+
+
+class LedgerSettings(_Settings):
+    """Where the billing ledger and `sessions dev`'s files live."""
+
+    data_dir: Path = _env(
+        "SESSIONS_DATA_DIR",
+        DEFAULT_DATA_DIR,
+        meaning="`sessions dev`'s files (dev server database, logs) and the default ledger",
+        expect="a directory path",
+        shown_default="`./.sessions`",
+    )
+    ledger_url: SecretStr | None = _env(
+        "LEDGER_URL",
+        meaning="the billing ledger: `sqlite:///path` or `postgresql://user@host/db`",
+        expect="a database URL",
+        shown_default="SQLite in the data directory",
+        secret=True,  # may carry a password
+    )
+
+    @property
+    def ledger_location(self) -> str:
+        """The ledger URL as given, else a SQLite file in the data directory."""
+        if self.ledger_url is not None and self.ledger_url.get_secret_value().strip():
+            return self.ledger_url.get_secret_value().strip()
+        return f"sqlite:///{self.data_dir / LEDGER_FILE}"
+
+
+class ProviderSettings(_Settings):
+    """E2B: where it is and how fast creates may go (keys: `provider.credentials`)."""
+
+    e2b_api_url: str | None = _env(
+        "E2B_API_URL",
+        meaning="E2B's control plane (also read by the `e2b` SDK)",
+        expect="a URL",
+        shown_default="E2B's cloud",
+    )
+    e2b_sandbox_url: str | None = _env(
+        "E2B_SANDBOX_URL",
+        meaning="E2B's sandbox (envd) address (also read by the `e2b` SDK)",
+        expect="a URL",
+        shown_default="E2B's cloud",
+    )
+    e2b_domain: str | None = _env(
+        "E2B_DOMAIN",
+        meaning="E2B's domain (also read by the `e2b` SDK)",
+        expect="a domain name",
+        shown_default="`e2b.app`",
+    )
+    e2b_tier: Literal["hobby", "pro"] | None = _env(
+        "E2B_TIER",
+        meaning="pace creates to E2B's per-key limits: `hobby` (1/s, 20 running) or `pro` "
+        "(5/s, 100) ([docs/reliability.md](docs/reliability.md))",
+        expect="one of hobby, pro",
+        shown_default="no pacing, 429s retried",
+    )
+    e2b_create_rate: float | None = _env(
+        "E2B_CREATE_RATE",
+        meaning="creates per second, overriding the tier's; `0` turns the pacing off",
+        expect="a number of creates per second, at least 0",
+        shown_default="the tier's",
+        ge=0,
+        allow_inf_nan=False,
+    )
+    e2b_max_concurrent: int | None = _env(
+        "E2B_MAX_CONCURRENT",
+        meaning="sandboxes running at once, overriding the tier's; `0` turns the limit off",
+        expect="a whole number, at least 0",
+        shown_default="the tier's",
+        ge=0,
+    )
+
+    @field_validator("e2b_tier", mode="before")
+    @classmethod
+    def _tier(cls, value: Any) -> Any:
+        return _one_of(value, ("hobby", "pro"))
+
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class TelemetrySettings(_Settings):
+    """Logs, probes and the Temporal SDK's metrics; traces and metrics are `OTEL_*`'s."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = _env(
+        "LOG_LEVEL",
+        "INFO",
+        meaning="worker log level",
+        expect="one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        shown_default="`INFO`",
+    )
+    log_format: Literal["text", "json"] = _env(
+        "LOG_FORMAT",
+        "text",
+        meaning="worker logs as text, or one JSON object per line with session, workflow and "
+        "sandbox ids",
+        expect="text or json",
+        shown_default="`text`",
+    )
+    health_port: int | None = _env(
+        "SESSIONS_HEALTH_PORT",
+        meaning="serve `/healthz` and `/readyz` on this port",
+        shown_default="off (deploy files: 8080)",
+        **_port_rules(),
+    )
+    metrics_port: int | None = _env(
+        "SESSIONS_METRICS_PORT",
+        meaning="serve the Temporal SDK's metrics (and the workflows' own) for Prometheus",
+        shown_default="off (deploy files: 9464)",
+        **_port_rules(),
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        return _one_of(value, _LEVELS, upper=True)
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _format(cls, value: Any) -> Any:
+        return _one_of(value, ("text", "json"))
+
+
+class ReconcilerSettings(_Settings):
+    """The stray-sandbox reconciler's Schedule."""
+
+    reconciler: bool = _env(
+        "SESSIONS_RECONCILER",
+        True,
+        meaning="the worker creates (or updates) the stray-sandbox reconciler Schedule",
+        expect="on or off",
+        shown_default="on",
+    )
+    reconciler_interval: float = _env(
+        "SESSIONS_RECONCILER_INTERVAL",
+        300.0,
+        meaning="seconds between two reconciler passes",
+        expect="a number of seconds above 0",
+        shown_default="300",
+        gt=0,
+        allow_inf_nan=False,
+    )
+    reconciler_grace: float = _env(
+        "SESSIONS_RECONCILER_GRACE",
+        600.0,
+        meaning="a sandbox younger than this many seconds is never a stray",
+        expect="a number of seconds, at least 0",
+        shown_default="600",
+        ge=0,
+        allow_inf_nan=False,
+    )
+    reconciler_orgs: Annotated[list[str], NoDecode] = _env(
+        "SESSIONS_RECONCILER_ORGS",
+        meaning="orgs whose E2B keys the reconciler lists with, comma-separated; `*` is the "
+        "shared `E2B_API_KEY`",
+        expect="org ids separated by commas",
+        shown_default="`*`",
+        default_factory=lambda: ["*"],
+    )
+
+    @field_validator("reconciler_orgs", mode="before")
+    @classmethod
+    def _orgs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [org.strip() for org in value.split(",") if org.strip()] or ["*"]
+        return value
+
+
+class WorkerSettings(
+    TemporalSettings, LedgerSettings, ProviderSettings, TelemetrySettings, ReconcilerSettings
+):
+    """Everything `sessions worker` (or `python worker.py`) reads."""
+
+    max_cached_workflows: int = _env(
+        "SESSIONS_MAX_CACHED_WORKFLOWS",
+        2000,
+        meaning="workflows the worker keeps cached (a parked session is cheap to keep)",
+        expect="a whole number, at least 1",
+        shown_default="2000",
+        ge=1,
+    )
+    max_concurrent_activities: int = _env(
+        "SESSIONS_MAX_CONCURRENT_ACTIVITIES",
+        200,
+        meaning="activities (E2B and ledger calls) the worker runs at once",
+        expect="a whole number, at least 1",
+        shown_default="200",
+        ge=1,
+    )
+
+
+class CliSettings(TemporalSettings, LedgerSettings):
+    """Everything the `sessions` commands read (besides the Temporal connection)."""
+
+    price_per_second: float = _env(
+        "SESSIONS_PRICE_PER_SECOND",
+        DEFAULT_PRICE_PER_SECOND,
+        meaning="dollars per running second in `sessions status` and `sessions costs`",
+        expect="a number of dollars, at least 0",
+        shown_default="0.00003025 (E2B's 2 vCPU, 512 MiB)",
+        ge=0,
+        allow_inf_nan=False,
+    )
+    worker_timeout: float = _env(
+        "SESSIONS_WORKER_TIMEOUT",
+        10.0,
+        meaning="how long a query or an update waits for a worker before saying none answered",
+        expect="a duration such as 10s",
+        shown_default="10s",
+    )
+
+    @field_validator("worker_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return parse_duration(value)
+            except ConfigError:
+                raise ValueError(
+                    f"SESSIONS_WORKER_TIMEOUT must be a duration such as 10s, not {value!r}"
+                ) from None
+        if isinstance(value, int | float) and not value > 0:
+            raise ValueError("the worker timeout must be more than zero")
+        return value
+
+
+class CodecServerSettings(TemporalSettings):
+    """Everything `python -m sessions.codec_server` reads."""
+
+    codec_auth: SecretStr | None = _env(
+        "SESSIONS_CODEC_AUTH",
+        meaning="the exact `Authorization` header the codec server demands",
+        expect="a header value",
+        shown_default="none",
+        secret=True,
+    )
+
+
+# ---------------------------------------------------------------- the documented whole
+
+
+@dataclass(frozen=True)
+class ExternalVariable:
+    """Variables read by a library (or looked up per org), documented beside ours."""
+
+    names: tuple[str, ...]
+    meaning: str
+    default: str
+    prefixes: tuple[str, ...] = ()
+    """Families of names: `OTEL_` stands for every `OTEL_*` variable."""
+    shown: tuple[str, ...] = ()
+    """How the table names them all (`E2B_API_KEY__<ORG>`, ...); default: the names, then each
+    family as `<prefix>*`."""
+
+
+EXTERNAL: tuple[ExternalVariable, ...] = (
+    ExternalVariable(
+        (
+            "TEMPORAL_ADDRESS",
+            "TEMPORAL_NAMESPACE",
+            "TEMPORAL_API_KEY",
+            "TEMPORAL_PROFILE",
+            "TEMPORAL_CONFIG_FILE",
+        ),
+        "Temporal connection, read by `temporalio.envconfig`",
+        "`localhost:7233`, `default`",
+        prefixes=("TEMPORAL_TLS_",),
+    ),
+    ExternalVariable(
+        ("E2B_API_KEY", "SESSIONS_CREDENTIALS_FILE"),
+        "E2B keys, looked up at each call in this order: the org's own variable, its entry in "
+        "the JSON credentials file, the shared key (see Credentials below)",
+        "none",
+        prefixes=("E2B_API_KEY__",),
+        shown=("E2B_API_KEY__<ORG>", "SESSIONS_CREDENTIALS_FILE", "E2B_API_KEY"),
+    ),
+    ExternalVariable(
+        (),
+        "OpenTelemetry traces and metrics, OpenTelemetry's own variables "
+        "([docs/observability.md](docs/observability.md))",
+        "no export",
+        prefixes=("OTEL_",),
+    ),
+)
+
+_GROUPS: tuple[type[_Settings], ...] = (
+    TemporalSettings,
+    LedgerSettings,
+    ProviderSettings,
+    ReconcilerSettings,
+    TelemetrySettings,
+    WorkerSettings,
+    CliSettings,
+    CodecServerSettings,
+)
+"""The order of the README's table: by part, then what each process adds."""
+
+
+def _fields() -> dict[str, FieldInfo]:
+    """Every setting once, by variable name, in the order of `_GROUPS`."""
+    seen: dict[str, FieldInfo] = {}
+    for model in _GROUPS:
+        for field in model.model_fields.values():
+            seen.setdefault(_meta(field)["env"], field)
+    return seen
+
+
+def variable_names() -> set[str]:
+    """Every variable name this product reads or documents."""
+    names = set(_fields())
+    for ext in EXTERNAL:
+        names.update(ext.names)
+    return names
+
+
+def variable_prefixes() -> tuple[str, ...]:
+    """Families of variables documented by prefix (`OTEL_*`, `E2B_API_KEY__<ORG>`, ...)."""
+    return tuple(p for ext in EXTERNAL for p in ext.prefixes)
+
+
+def settings_table() -> str:
+    """The README's configuration table, as Markdown."""
+    rows = ["| variable | meaning | default |", "|---|---|---|"]
+    for ext in EXTERNAL:
+        shown = ext.shown or (*ext.names, *(f"{p}*" for p in ext.prefixes))
+        names = [f"`{n}`" for n in shown]
+        rows.append(f"| {', '.join(names)} | {ext.meaning} | {ext.default} |")
+    for env, field in _fields().items():
+        meta = _meta(field)
+        default = meta.get("shown_default") or f"`{field.get_default(call_default_factory=True)}`"
+        rows.append(f"| `{env}` | {field.description} | {default} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":  # the README's configuration table
+    print(settings_table())

@@ -1,0 +1,117 @@
+"""What a sandbox cost: its running and paused stretches, and the cost event they add up to.
+
+Pure arithmetic on provider-confirmed times, no I/O and no clock, so the session workflow can use
+it deterministically and the stray reconciler bills with the very same rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from ledger.models import CostEvent, Outcome
+
+__all__ = ["BilledState", "Segment", "Usage"]
+
+BilledState = Literal["running", "paused"]
+
+
+class Segment(BaseModel):
+    """A stretch of the sandbox's life in one state, from provider-confirmed times."""
+
+    state: BilledState
+    start: datetime
+    end: datetime | None = None
+    """None while the stretch lasts."""
+
+
+class Usage:
+    """The stretches of one sandbox's life, in order; at most the last one is open.
+
+    E2B bills a sandbox per second while it runs and nothing while it is paused, so the cost
+    event counts running and paused seconds apart.
+    """
+
+    def __init__(self, segments: Iterable[Segment] = ()) -> None:
+        self.segments: list[Segment] = list(segments)
+
+    @classmethod
+    def running_since(cls, start: datetime) -> Usage:
+        """A sandbox known only by its start (a stray): all of its life counts as running."""
+        return cls([Segment(state="running", start=start)])
+
+    @property
+    def started_at(self) -> datetime | None:
+        return self.segments[0].start if self.segments else None
+
+    def enter(self, state: BilledState, at: datetime) -> None:
+        """The sandbox is now `state`, since `at`: close the open stretch, open a new one.
+
+        Entering the state it is already in changes nothing (a repeated pause or resume). Time
+        never runs backwards here: a stamp from a clock behind the last one's (pause and resume
+        may run on different workers) counts from the last transition, never twice.
+        """
+        last = self.segments[-1] if self.segments else None
+        if last is not None:
+            at = max(at, _latest(last))
+            if last.end is None:
+                if last.state == state:
+                    return
+                last.end = at
+        self.segments.append(Segment(state=state, start=at))
+
+    def close(self, at: datetime) -> None:
+        """The sandbox ended at `at` (never before the open stretch began)."""
+        if self.segments and self.segments[-1].end is None:
+            self.segments[-1].end = max(at, self.segments[-1].start)
+
+    def seconds(self, state: BilledState, now: datetime) -> float:
+        """Seconds spent in `state`, an open stretch counted up to `now`; to the millisecond."""
+        total = 0.0
+        for seg in self.segments:
+            if seg.state == state:
+                total += max(((seg.end or now) - seg.start).total_seconds(), 0.0)
+        return round(total, 3)
+
+    def cost_event(
+        self,
+        *,
+        session_id: str,
+        org_id: str,
+        issue_id: str | None,
+        sandbox_id: str,
+        template_id: str,
+        ended_at: datetime,
+        outcome: Outcome,
+    ) -> CostEvent:
+        """Close the usage at `ended_at` and bill it: the row the ledger keeps once.
+
+        `ended_at` never precedes the last transition (so neither the start): running and
+        paused seconds then always add up to the wall time.
+        """
+        started_at = self.started_at
+        if started_at is None:
+            raise ValueError("a sandbox that never ran costs nothing: there is no event to record")
+        ended_at = max(ended_at, _latest(self.segments[-1]))
+        self.close(ended_at)
+        return CostEvent(
+            session_id=session_id,
+            org_id=org_id,
+            issue_id=issue_id,
+            sandbox_id=sandbox_id,
+            template_id=template_id,
+            started_at=started_at,
+            ended_at=ended_at,
+            running_seconds=self.seconds("running", ended_at),
+            paused_seconds=self.seconds("paused", ended_at),
+            wall_seconds=(ended_at - started_at).total_seconds(),
+            outcome=outcome,
+        )
+
+
+def _latest(segment: Segment) -> datetime:
+    """The latest time a stretch is known at: its end, or its start while it lasts."""
+    return segment.end if segment.end is not None else segment.start
