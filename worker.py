@@ -34,6 +34,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities import LedgerActivities, ReconcileActivities, ReconcileInput, SandboxActivities
 from common.cli import CONTEXT_SETTINGS
 from common.cli import main as run_command
+from common.errors import SessionsError
 from common.settings import ReconcilerSettings, WorkerSettings
 from common.temporal import connect_temporal
 from ledger import Ledger, LedgerError, open_ledger
@@ -233,6 +234,10 @@ def serve(*, task_queue: str | None = None, ledger_url: str | None = None) -> in
         asyncio.run(run_worker(settings))
     except KeyboardInterrupt:
         pass
+    except SessionsError:
+        raise
+    except (LedgerError, ProviderError) as err:  # the ledger or E2B refused to start: one line
+        raise SessionsError(str(err)) from None
     finally:
         telemetry.shutdown()  # the last spans and metrics, before the process ends
     return 0
@@ -249,7 +254,7 @@ def command(task_queue: str | None, ledger_url: str | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python worker.py`; as the program it ends the process itself (`common.cli.main`)."""
-    return run_command(command, argv, prog_name="worker.py", known=(LedgerError, ProviderError))
+    return run_command(command, argv, prog_name="worker.py")
 
 
 if __name__ == "__main__":

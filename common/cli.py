@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 import click
-from pydantic import ValidationError
 
 from common.errors import SessionsError, validation_message
 
@@ -69,9 +68,6 @@ def run(
     except SessionsError as e:
         _err(f"error: {one_line(str(e))}")
         return e.exit_code
-    except ValidationError as e:
-        _err(f"error: invalid {e.title}: {validation_message(e, whole=None)}")
-        return 2
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
@@ -80,8 +76,15 @@ def run(
     except known as e:
         _err(f"error: {one_line(str(e))}")
         return int(getattr(e, "exit_code", 1))
-    except Exception as e:  # the last net: still one line
-        _err(f"error: {type(e).__name__}: {one_line(str(e))}")
+    except Exception as e:
+        # Imported here: an argument that broke a model's rule is the only way pydantic gets in,
+        # and `--help` need not load it.
+        from pydantic import ValidationError
+
+        if isinstance(e, ValidationError):
+            _err(f"error: invalid {e.title}: {validation_message(e, whole=None)}")
+            return 2
+        _err(f"error: {type(e).__name__}: {one_line(str(e))}")  # the last net: still one line
         return 1
     return rv if isinstance(rv, int) else 0
 

@@ -7,7 +7,10 @@ their own roots (`ProviderError`, `LedgerError`), which the entry points show th
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI's errors load without pydantic
+    from pydantic import ValidationError
 
 __all__ = ["ConfigError", "SessionsError", "TemporalUnreachable", "validation_message"]
 

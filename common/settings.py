@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from common.errors import ConfigError
 from common.ids import DEFAULT_TASK_QUEUE
+from common.units import DEFAULT_PRICE_PER_SECOND, parse_duration
 
 __all__ = [
     "DEFAULT_DATA_DIR",
@@ -52,39 +52,9 @@ __all__ = [
 DEFAULT_DATA_DIR = Path("./.sessions")
 LEDGER_FILE = "ledger.db"
 
-E2B_VCPU_SECOND = 0.000014
-"""E2B's published price per vCPU-second."""
-E2B_GIB_SECOND = 0.0000045
-"""E2B's published price per GiB-second of memory."""
-DEFAULT_PRICE_PER_SECOND = E2B_VCPU_SECOND * 2 + E2B_GIB_SECOND * 0.5
-"""$0.00003025 per running second: E2B's default sandbox (2 vCPU, 512 MiB); paused costs $0."""
-
 KEYS_ENV = "SESSIONS_PAYLOAD_KEYS"
 KEY_BYTES = 32
 _KEY_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """`90s`, `15m`, `2h`, `3d`, `1h30m`, or plain seconds: a number of seconds above zero."""
-    raw = text.strip().lower()
-    try:
-        seconds = float(raw)
-    except ValueError:
-        pos, seconds = 0, 0.0
-        for match in _DURATION_PART.finditer(raw):
-            if match.start() != pos:
-                break
-            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-            pos = match.end()
-        if pos != len(raw) or not raw:
-            raise ConfigError(
-                f"invalid duration {text!r}: use a number with s, m, h or d (90s, 15m, 2h, 3d)"
-            ) from None
-    if not seconds > 0 or not math.isfinite(seconds):
-        raise ConfigError(f"invalid duration {text!r}: it must be more than zero")
-    return seconds
 
 
 def parse_keys(raw: str) -> list[tuple[str, bytes]]:

@@ -17,9 +17,7 @@ import click
 from common.cli import CONTEXT_SETTINGS
 from common.cli import main as run_command
 from common.errors import SessionsError
-from common.settings import DEFAULT_PRICE_PER_SECOND, CliSettings, parse_duration
-from ledger.errors import LedgerError
-from provider.errors import ProviderError
+from common.units import DEFAULT_PRICE_PER_SECOND, parse_duration
 from sessions.dev_env import apply_dev_env, parse_env_pairs
 
 T = TypeVar("T")
@@ -532,6 +530,8 @@ def costs(
 
 def _price(value: float | None) -> float:
     """Flag > `SESSIONS_PRICE_PER_SECOND` > E2B's default sandbox price."""
+    from common.settings import CliSettings
+
     return CliSettings.load(price_per_second=value).price_per_second
 
 
@@ -540,7 +540,7 @@ def _price(value: float | None) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; every failure is one line on stderr, never a traceback (`common.cli.main`)."""
-    return run_command(cli, argv, prog_name="sessions", known=(LedgerError, ProviderError))
+    return run_command(cli, argv, prog_name="sessions")
 
 
 __all__ = ["cli", "main"]

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from common.errors import ConfigError
-from common.settings import LedgerSettings
 
 DEV_ENV_FILE = "dev.env"
 
@@ -30,7 +29,11 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def data_dir(value: str | os.PathLike[str] | None = None) -> Path:
     """Flag > `SESSIONS_DATA_DIR` > `./.sessions`."""
-    return Path(value) if value else LedgerSettings.load().data_dir
+    if value:
+        return Path(value)
+    from common.settings import LedgerSettings  # on use: `sessions --help` stays quick
+
+    return LedgerSettings.load().data_dir
 
 
 def dev_env_path(directory: Path | None = None) -> Path:
