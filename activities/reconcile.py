@@ -15,11 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import RetryPolicy
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import ActivityConfig
 
-from activities.sandbox import NON_RETRYABLE_ERROR_TYPES, to_application_error
+from activities.sandbox import retry_policy, to_application_error
 from common.ids import MANAGED_BY, MANAGED_BY_KEY, workflow_id_for
 from ledger import Ledger, Usage
 from provider.base import ListedSandbox, SandboxProvider
@@ -42,13 +41,7 @@ __all__ = [
     "StraysResult",
 ]
 
-_PASS_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=5,
-    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
-)
+_PASS_RETRY = retry_policy(maximum=30, attempts=5)
 """A pass is repeated by the Schedule anyway: a few tries, then leave it to the next pass."""
 
 FIND_STRAYS = ActivityConfig(start_to_close_timeout=timedelta(minutes=2), retry_policy=_PASS_RETRY)

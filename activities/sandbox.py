@@ -66,17 +66,20 @@ __all__ = [
     "TERMINATE",
     "SandboxActivities",
     "exec_config",
+    "retry_policy",
     "to_application_error",
 ]
 
 
-def _retry(
+def retry_policy(
     *,
     initial: float = 1.0,
     maximum: float = 30.0,
     attempts: int = 0,
     extra_non_retryable: tuple[str, ...] = (),
 ) -> RetryPolicy:
+    """Exponential backoff from `initial` to `maximum` seconds; `attempts` 0: until the
+    activity's schedule-to-close timeout. Never retries what no retry can fix."""
     return RetryPolicy(
         initial_interval=timedelta(seconds=initial),
         backoff_coefficient=2.0,
@@ -98,7 +101,7 @@ PROVISION = ActivityConfig(
     # Creation is idempotent (the session's key): keep trying through 429s and outages for
     # ten minutes, then fail the session rather than hold it forever.
     schedule_to_close_timeout=timedelta(minutes=10),
-    retry_policy=_retry(maximum=30),
+    retry_policy=retry_policy(maximum=30),
 )
 EXEC = ActivityConfig(
     # The command's own timeout (the seed's 600 s by default) plus the connect and the kill;
@@ -109,26 +112,26 @@ EXEC = ActivityConfig(
     # start non-retryable, and an attempt lost while its command ran (worker crash, heartbeat
     # timeout) is refused by the next one (`ExecInterrupted`). A command may push, publish or
     # pay: running it twice is worse than reporting one failure.
-    retry_policy=_retry(maximum=10, attempts=3, extra_non_retryable=(EXEC_INTERRUPTED,)),
+    retry_policy=retry_policy(maximum=10, attempts=3, extra_non_retryable=(EXEC_INTERRUPTED,)),
 )
 PAUSE = ActivityConfig(
     # A pause snapshots memory, about 4 s per GiB.
     start_to_close_timeout=timedelta(minutes=5),
     heartbeat_timeout=_LOST_WORKER,
     schedule_to_close_timeout=timedelta(minutes=30),
-    retry_policy=_retry(maximum=30),
+    retry_policy=retry_policy(maximum=30),
 )
 RESUME = ActivityConfig(
     start_to_close_timeout=timedelta(minutes=2),
     heartbeat_timeout=_LOST_WORKER,
     schedule_to_close_timeout=timedelta(minutes=30),
-    retry_policy=_retry(maximum=30),
+    retry_policy=retry_policy(maximum=30),
 )
 KEEP_ALIVE = ActivityConfig(
     start_to_close_timeout=timedelta(seconds=30),
     # Short enough to leave the sandbox's own timeout (>= 30 s past the last extension) room.
     schedule_to_close_timeout=timedelta(minutes=5),
-    retry_policy=_retry(maximum=10),
+    retry_policy=retry_policy(maximum=10),
 )
 TERMINATE = ActivityConfig(
     start_to_close_timeout=timedelta(minutes=1),
@@ -136,7 +139,7 @@ TERMINATE = ActivityConfig(
     # A stray sandbox costs money until E2B's own timeout ends it; keep trying for E2B's
     # maximum sandbox lifetime, after which it cannot exist anyway.
     schedule_to_close_timeout=timedelta(hours=24),
-    retry_policy=_retry(maximum=300),
+    retry_policy=retry_policy(maximum=300),
 )
 
 

@@ -2,7 +2,8 @@
 and the Temporal connection.
 
 Nothing here imports another part of this product: `provider`, `ledger`, `telemetry`,
-`activities`, `workflows`, `worker.py` and `sessions` all build on it (see `.importlinter`).
+`activities`, `workflows`, `worker.py` and `sessions` all build on it (the import-linter
+contracts in `pyproject.toml`).
 """
 
 from common.errors import ConfigError, SessionsError, TemporalUnreachable

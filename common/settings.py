@@ -18,7 +18,7 @@ import binascii
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -162,6 +162,11 @@ def _one_of(value: Any, choices: tuple[str, ...], *, upper: bool = False) -> Any
     return value
 
 
+Tier = Literal["hobby", "pro"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["text", "json"]
+
+
 def _port_rules() -> dict[str, Any]:
     return {"ge": 1, "le": 65535, "expect": "a port number (1-65535)"}
 
@@ -247,11 +252,11 @@ class ProviderSettings(_Settings):
         expect="a domain name",
         shown_default="`e2b.app`",
     )
-    e2b_tier: Literal["hobby", "pro"] | None = _env(
+    e2b_tier: Tier | None = _env(
         "E2B_TIER",
         meaning="pace creates to E2B's per-key limits: `hobby` (1/s, 20 running) or `pro` "
         "(5/s, 100) ([docs/reliability.md](docs/reliability.md))",
-        expect="one of hobby, pro",
+        expect=f"one of {', '.join(get_args(Tier))}",
         shown_default="no pacing, 429s retried",
     )
     e2b_create_rate: float | None = _env(
@@ -273,23 +278,20 @@ class ProviderSettings(_Settings):
     @field_validator("e2b_tier", mode="before")
     @classmethod
     def _tier(cls, value: Any) -> Any:
-        return _one_of(value, ("hobby", "pro"))
-
-
-_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        return _one_of(value, get_args(Tier))
 
 
 class TelemetrySettings(_Settings):
     """Logs, probes and the Temporal SDK's metrics; traces and metrics are `OTEL_*`'s."""
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = _env(
+    log_level: LogLevel = _env(
         "LOG_LEVEL",
         "INFO",
         meaning="worker log level",
-        expect="one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        expect=f"one of {', '.join(get_args(LogLevel))}",
         shown_default="`INFO`",
     )
-    log_format: Literal["text", "json"] = _env(
+    log_format: LogFormat = _env(
         "LOG_FORMAT",
         "text",
         meaning="worker logs as text, or one JSON object per line with session, workflow and "
@@ -313,12 +315,12 @@ class TelemetrySettings(_Settings):
     @field_validator("log_level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> Any:
-        return _one_of(value, _LEVELS, upper=True)
+        return _one_of(value, get_args(LogLevel), upper=True)
 
     @field_validator("log_format", mode="before")
     @classmethod
     def _format(cls, value: Any) -> Any:
-        return _one_of(value, ("text", "json"))
+        return _one_of(value, get_args(LogFormat))
 
 
 class ReconcilerSettings(_Settings):

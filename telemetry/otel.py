@@ -13,9 +13,9 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 from opentelemetry import metrics, trace
+from opentelemetry.util.re import parse_env_headers
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +120,7 @@ def otlp_metrics_export() -> tuple[str, dict[str, str]] | None:
     if not url:
         url = (env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "").strip().rstrip("/") + "/v1/metrics"
     raw = env.get("OTEL_EXPORTER_OTLP_METRICS_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS")
-    headers: dict[str, str] = {}
-    for item in (raw or "").split(","):
-        key, sep, value = item.partition("=")
-        if sep and key.strip():
-            headers[unquote(key.strip())] = unquote(value.strip())
-    return url, headers
+    return url, dict(parse_env_headers(raw or "", liberal=True))  # as OTel's own exporters do
 
 
 def resource() -> Any:
