@@ -28,9 +28,7 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import (
-    ApplicationError,
     CancelledError,
-    FailureError,
     TerminatedError,
     WorkflowAlreadyStartedError,
 )
@@ -39,6 +37,7 @@ from temporalio.exceptions import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from common.failures import describe_failure
 from common.ids import session_id_of
 from common.settings import CliSettings
 from common.temporal import connect_temporal
@@ -482,9 +481,7 @@ def _failure_message(session_id: str, err: WorkflowFailureError) -> str:
 
 
 def _cause_message(err: BaseException | None) -> str:
-    if isinstance(err, FailureError | ApplicationError):
-        return _one_line(err)
-    return _one_line(err) if err is not None else ""
+    return describe_failure(err) if err is not None else ""
 
 
 def _one_line(err: BaseException) -> str:

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
         exec_config,
     )
     from common.errors import validation_message
+    from common.failures import describe_failure
     from common.ids import session_id_of
     from ledger import BilledState, CostEvent, Usage
     from provider.models import (
@@ -119,7 +120,7 @@ class SandboxSession:
         except _SessionEnded:
             pass
         except (ActivityError, ApplicationError) as err:
-            self._error = _describe(err)
+            self._error = describe_failure(err, limit=500)
             workflow.logger.error("session failed: %s", self._error)
             await self._end("failed")
             raise ApplicationError(self._error, type="SessionFailed", non_retryable=True) from None
@@ -260,8 +261,8 @@ class SandboxSession:
         except ActivityError as err:
             # The cost is owed whether or not the kill went through; the reconciler mops up.
             ended_at = workflow.now()
-            self._error = self._error or f"terminate failed: {_describe(err)}"
-            workflow.logger.error("terminate failed: %s", _describe(err))
+            self._error = self._error or f"terminate failed: {describe_failure(err, limit=500)}"
+            workflow.logger.error("terminate failed: %s", describe_failure(err, limit=500))
         handle = self._handle
         event = self._usage.cost_event(
             session_id=self._input.session_id,
@@ -533,7 +534,9 @@ class SandboxSession:
             try:
                 on_result(await handle)
             except ActivityError as err:
-                workflow.logger.warning("interrupted step failed: %s", _describe(err))
+                workflow.logger.warning(
+                    "interrupted step failed: %s", describe_failure(err, limit=500)
+                )
             raise
         on_result(result)
         return result
@@ -551,23 +554,8 @@ def _record_gate_wait(gate: Gate) -> None:
     histogram.record(waited, {GATE_OUTCOME: gate.state})
 
 
-def _describe(err: BaseException) -> str:
-    """The innermost message of an activity failure, in one line."""
-    cause: BaseException | None = err
-    while isinstance(cause, ActivityError) and cause.cause is not None:
-        cause = cause.cause
-    if isinstance(cause, ApplicationError) and cause.type:
-        return f"{cause.type}: {_one_line(cause)}"
-    return _one_line(cause or err)
-
-
 def _placeholder_input() -> SessionInput:
     """Enough of an input for `status` to answer on a session whose real input was invalid."""
     session_id = session_id_of(workflow.info().workflow_id) or workflow.info().workflow_id
     pool = PoolConfig.model_validate({})
     return SessionInput.model_construct(session_id=session_id, org_id="", pool=pool)
-
-
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text[:500] or type(err).__name__

@@ -177,3 +177,21 @@ async def test_start_wait_shows_progress_and_cancel_ends_it(cli_stack: CliStack)
 
     again = await cli("start", "--org", "beta", "--session-id", sid)
     assert f"session {sid} already exists" in again.one_error_line()
+
+
+async def test_a_failed_exec_names_its_cause_not_the_layer(cli_stack: CliStack) -> None:
+    """The provider's own words reach the person, not Temporal's "Activity task failed"."""
+    cli = cli_stack.cli
+    sid = (await cli("start", "--org", "acme")).ok().out.strip()
+    try:
+        await cli_stack.wait_for(sid, state_is("running"), what="running")
+        missing = await cli("exec", sid, "--cwd", "/nonexistent", "--", "pwd")
+        line = missing.one_error_line()
+        assert line.startswith("error: InvalidRequest: ") and "/nonexistent" in line, line
+        assert "Activity task failed" not in line and missing.code == 1
+        slow = await cli("exec", sid, "--timeout", "1s", "--", "sleep 30")
+        line = slow.one_error_line()
+        assert line.startswith("error: ExecTimeout: ") and "ran past 1s" in line, line
+        assert (await cli("exec", sid, "--", "echo still here")).ok().out == "still here\n"
+    finally:
+        (await cli("finish", sid, "--wait")).ok()
