@@ -116,6 +116,7 @@ def build_worker(
             billing.record_cost,
             reconcile.find_stray_sandboxes,
             reconcile.reap_stray_sandbox,
+            reconcile.bill_terminated_sessions,
         ],
         workflow_runner=workflow_runner(),
         # Sessions mostly wait on humans: a parked workflow is cheap to cache, and the

@@ -10,6 +10,8 @@ from activities.reconcile import (
     ReconcileResult,
     StraySandbox,
     StraysResult,
+    TerminatedInput,
+    TerminatedResult,
 )
 from activities.sandbox import (
     EXEC,
@@ -44,6 +46,8 @@ __all__ = [
     "SandboxActivities",
     "StraySandbox",
     "StraysResult",
+    "TerminatedInput",
+    "TerminatedResult",
     "exec_config",
     "to_application_error",
 ]

@@ -19,8 +19,15 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import ActivityConfig
 
 from activities.sandbox import retry_policy, to_application_error
-from common.ids import MANAGED_BY, MANAGED_BY_KEY, workflow_id_for
-from ledger import Ledger, Usage
+from common.ids import (
+    MANAGED_BY,
+    MANAGED_BY_KEY,
+    SESSION_WORKFLOW_TYPE,
+    session_id_of,
+    workflow_id_for,
+)
+from ledger import CostEvent, Ledger, Usage
+from ledger.billing import Segment
 from provider.base import ListedSandbox, SandboxProvider
 from provider.errors import ProviderError, SandboxGone
 from provider.models import SandboxRef, TerminateInput
@@ -29,8 +36,12 @@ SHARED_KEY_ORG = "*"
 """The org whose key lists the sandboxes when no org is named: the shared `E2B_API_KEY`."""
 
 __all__ = [
+    "BILL_TERMINATED",
     "FIND_STRAYS",
     "REAP_STRAY",
+    "TERMINATED_WINDOW_SECONDS",
+    "TerminatedInput",
+    "TerminatedResult",
     "SHARED_KEY_ORG",
     "ReapInput",
     "ReapResult",
@@ -46,6 +57,12 @@ _PASS_RETRY = retry_policy(maximum=30, attempts=5)
 
 FIND_STRAYS = ActivityConfig(start_to_close_timeout=timedelta(minutes=2), retry_policy=_PASS_RETRY)
 REAP_STRAY = ActivityConfig(start_to_close_timeout=timedelta(minutes=1), retry_policy=_PASS_RETRY)
+BILL_TERMINATED = ActivityConfig(
+    start_to_close_timeout=timedelta(minutes=5), retry_policy=_PASS_RETRY
+)
+TERMINATED_WINDOW_SECONDS = 24 * 3600.0
+"""How far back a pass looks for terminated sessions: passes run every few minutes, so a day
+leaves room for a reconciler that was down for hours."""
 
 
 class ReconcileInput(BaseModel):
@@ -88,6 +105,18 @@ class ReconcileResult(BaseModel):
     listed: int
     strays: int
     killed: int
+    billed: int
+    terminated_billed: int = 0
+    """Sessions terminated after their sandbox's kill and before its cost was written."""
+
+
+class TerminatedInput(BaseModel):
+    window_seconds: float = Field(default=TERMINATED_WINDOW_SECONDS, gt=0)
+
+
+class TerminatedResult(BaseModel):
+    checked: int
+    """Terminated sessions in the window with no ledger row."""
     billed: int
 
 
@@ -147,10 +176,104 @@ class ReconcileActivities:
             return "unknown"
         return status.name  # RUNNING, COMPLETED, FAILED, CANCELED, TERMINATED, ...
 
+    async def _session_usage(self, stray: StraySandbox) -> Usage | None:
+        """The running and paused spans the stray's (closed) session recorded, asked of its
+        history by the `status` query; None when it has none for this sandbox (no such
+        workflow, a history past retention, another sandbox)."""
+        if stray.session_status == "unknown":
+            return None
+        handle = self._client.get_workflow_handle(workflow_id_for(stray.session_id))
+        try:
+            status = await handle.query(
+                "status", result_type=dict, rpc_timeout=timedelta(seconds=15)
+            )
+        except Exception as err:  # noqa: BLE001 - any failure: bill from the provider's record
+            activity.logger.warning(
+                "session %s's record unavailable (%s): billing sandbox %s as running since its "
+                "start",
+                stray.session_id,
+                type(err).__name__,
+                stray.sandbox_id,
+            )
+            return None
+        segments = status.get("segments") or []
+        if status.get("sandbox_id") != stray.sandbox_id or not segments:
+            return None
+        return Usage(Segment.model_validate(s) for s in segments)
+
+    @activity.defn(name="bill_terminated_sessions")
+    async def bill_terminated_sessions(self, input: TerminatedInput) -> TerminatedResult:
+        """Bill sessions terminated after their sandbox died, whose cost no one wrote.
+
+        Termination runs no workflow code. A session terminated while its sandbox lives is a
+        stray (killed and billed by `reap_stray_sandbox`); one terminated between the kill and
+        the cost row left a dead sandbox that no listing shows. Its history still says what it
+        owes (`status.cost_owed`, computed from the kill's time), or, when the kill's answer
+        never reached it, its spans, billed up to the termination.
+        """
+        since = datetime.now(UTC) - timedelta(seconds=input.window_seconds)
+        query = (
+            f"WorkflowType = '{SESSION_WORKFLOW_TYPE}' AND ExecutionStatus = 'Terminated' "
+            f"AND CloseTime > '{since.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}'"
+        )
+        checked = billed = 0
+        async for execution in self._client.list_workflows(query):
+            session_id = session_id_of(execution.id)
+            if session_id is None or await self._ledger.events(session_id=session_id):
+                continue
+            checked += 1
+            event = await self._owed_by(execution.id, execution.run_id, execution.close_time)
+            if event is not None and (await self._ledger.record(event)).inserted:
+                billed += 1
+                activity.logger.info(
+                    "terminated session %s billed for sandbox %s (%.3fs running)",
+                    session_id,
+                    event.sandbox_id,
+                    event.running_seconds,
+                )
+        return TerminatedResult(checked=checked, billed=billed)
+
+    async def _owed_by(
+        self, workflow_id: str, run_id: str, closed_at: datetime | None
+    ) -> CostEvent | None:
+        handle = self._client.get_workflow_handle(workflow_id, run_id=run_id)
+        try:
+            status = await handle.query(
+                "status", result_type=dict, rpc_timeout=timedelta(seconds=15)
+            )
+        except Exception as err:  # noqa: BLE001 - the next pass tries again
+            activity.logger.warning("%s's record unavailable: %s", workflow_id, type(err).__name__)
+            return None
+        if status.get("cost_owed"):
+            return CostEvent.model_validate(status["cost_owed"])
+        sandbox_id, segments = status.get("sandbox_id"), status.get("segments") or []
+        if not sandbox_id or not segments or closed_at is None:
+            return None  # no sandbox yet: one made after all is a stray, found alive
+        org_id = status["org_id"]
+        try:
+            alive = await self._provider.list_sandboxes(
+                org_id, metadata={"session_id": status["session_id"]}
+            )
+        except ProviderError as err:
+            raise to_application_error(err) from None
+        if any(s.sandbox_id == sandbox_id for s in alive):
+            return None  # still running or paused: the stray path kills it and bills to then
+        usage = Usage(Segment.model_validate(s) for s in segments)
+        return usage.cost_event(
+            session_id=status["session_id"],
+            org_id=org_id,
+            issue_id=status.get("issue_id"),
+            sandbox_id=sandbox_id,
+            template_id=status["template_id"],
+            ended_at=max(closed_at, usage.started_at or closed_at),
+            outcome="cancelled",
+        )
+
     @activity.defn(name="reap_stray_sandbox")
     async def reap_stray_sandbox(self, input: ReapInput) -> ReapResult:
-        """Kill, then bill: from its start to the kill, all of it as running (E2B's bill has
-        the exact split; a stray's pauses are not known here)."""
+        """Kill, then bill: as its session recorded it (running and paused spans, the last
+        one up to the kill) when the session's history still answers; else from its start to
+        the kill, all of it as running (the only record left is the provider's)."""
         stray = input.stray
         ref = SandboxRef(org_id=stray.org_id, sandbox_id=stray.sandbox_id)
         try:
@@ -160,7 +283,8 @@ class ReconcileActivities:
             ended_at, killed = datetime.now(UTC), False
         except ProviderError as err:
             raise to_application_error(err) from None
-        event = Usage.running_since(stray.started_at).cost_event(
+        usage = await self._session_usage(stray) or Usage.running_since(stray.started_at)
+        event = usage.cost_event(
             session_id=stray.session_id,
             org_id=stray.org_id,
             issue_id=stray.issue_id,

@@ -48,6 +48,7 @@ NON_RETRYABLE_ERROR_TYPES = [
     "ProviderAuthError",
     "InvalidRequest",
     "SandboxGone",
+    "SandboxNotOwned",
     "ExecTimeout",
 ]
 """Errors no retry can fix (also flagged `non_retryable` on the error itself)."""

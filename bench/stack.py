@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from common.codec import data_converter
 from emulator.testing import EmulatorHandle, running_emulator
 from ledger import Ledger, open_ledger
 from provider import E2BSandboxProvider
@@ -220,7 +220,7 @@ async def running_stack(workdir: Path, isolation: str = "process") -> AsyncItera
     with _quiet_output():
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=temporal_binary(),
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(),
             dev_server_log_level="error",
         )
     try:

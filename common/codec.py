@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import (
     DataConverter,
     DefaultFailureConverterWithEncodedAttributes,
@@ -27,11 +27,13 @@ from temporalio.converter import (
 )
 
 from common.errors import ConfigError, SessionsError
-from common.settings import KEYS_ENV, parse_keys
+from common.payloads import TolerantPayloadConverter
+from common.settings import KEY_ID_RE, KEYS_ENV, parse_keys
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 _NONCE_BYTES = 12
+_TAG_BYTES = 16
 
 __all__ = [
     "ENCODING",
@@ -46,7 +48,8 @@ __all__ = [
 
 
 class PayloadKeyError(SessionsError):
-    """A payload cannot be decrypted: its key id is not configured, or the key is wrong."""
+    """A payload cannot be decrypted: its key id is not configured, the key is wrong, or the
+    payload is corrupted (too short, or not a payload once decrypted)."""
 
 
 class EncryptionCodec(PayloadCodec):
@@ -81,20 +84,32 @@ class EncryptionCodec(PayloadCodec):
         if p.metadata.get("encoding", b"") != ENCODING:
             return p  # written before encryption was on, or by a client without it
         key_id = p.metadata.get(KEY_ID, b"").decode(errors="replace")
+        # Only a well-formed id is quoted: the metadata may come from anyone (the codec server).
+        named = f"key id {key_id!r}" if KEY_ID_RE.match(key_id) else "a malformed key id"
         cipher = self._ciphers.get(key_id)
         if cipher is None:
             raise PayloadKeyError(
-                f"cannot decrypt a payload encrypted with key id {key_id!r}: {KEYS_ENV} has "
+                f"cannot decrypt a payload encrypted with {named}: {KEYS_ENV} has "
                 f"{', '.join(repr(k) for k in self._ciphers)}; add that key (after the first)"
+            )
+        if len(p.data) < _NONCE_BYTES + _TAG_BYTES:
+            raise PayloadKeyError(
+                f"cannot decrypt a payload with {named}: it is too short to be an encrypted "
+                "payload (corrupted)"
             )
         try:
             plain = cipher.decrypt(p.data[:_NONCE_BYTES], p.data[_NONCE_BYTES:], None)
         except InvalidTag:
             raise PayloadKeyError(
-                f"cannot decrypt a payload with key id {key_id!r}: the key configured under "
+                f"cannot decrypt a payload with {named}: the key configured under "
                 "that id is not the one that encrypted it, or the payload is corrupted"
             ) from None
-        return Payload.FromString(plain)
+        try:
+            return Payload.FromString(plain)
+        except DecodeError:
+            raise PayloadKeyError(
+                f"cannot decrypt a payload with {named}: it decrypts to no payload (corrupted)"
+            ) from None
 
 
 def codec_for(keys: str | None) -> EncryptionCodec | None:
@@ -102,6 +117,9 @@ def codec_for(keys: str | None) -> EncryptionCodec | None:
     if keys is None or not keys.strip():
         return None
     return EncryptionCodec(parse_keys(keys.strip()))
+
+
+_PLAIN = DataConverter(payload_converter_class=TolerantPayloadConverter)
 
 
 def data_converter(keys: str | None = None) -> DataConverter:
@@ -113,9 +131,9 @@ def data_converter(keys: str | None = None) -> DataConverter:
     """
     codec = codec_for(keys)
     if codec is None:
-        return pydantic_data_converter
+        return _PLAIN
     return dataclasses.replace(
-        pydantic_data_converter,
+        _PLAIN,
         payload_codec=codec,
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

@@ -10,12 +10,16 @@ __all__ = [
     "DEFAULT_TASK_QUEUE",
     "MANAGED_BY",
     "MANAGED_BY_KEY",
+    "OWNER_KEY",
     "SESSION_WORKFLOW_PREFIX",
+    "SESSION_WORKFLOW_TYPE",
     "session_id_of",
     "workflow_id_for",
 ]
 
 DEFAULT_TASK_QUEUE = "sandbox-sessions"
+SESSION_WORKFLOW_TYPE = "SandboxSession"
+"""The session workflow's type name (CONTRACT.md)."""
 SESSION_WORKFLOW_PREFIX = "session-"
 """A session's workflow id is its session id behind this prefix (CONTRACT.md)."""
 
@@ -23,6 +27,11 @@ MANAGED_BY_KEY = "managed-by"
 MANAGED_BY = "session-worker"
 """Every sandbox this product creates carries metadata `managed-by: session-worker`, so the
 stray reconciler can tell its own sandboxes from anything else on the same E2B team."""
+
+
+OWNER_KEY = "session_run"
+"""Sandbox metadata naming the session run (its first run id) that created the sandbox: every
+reconnect checks it, so no other session, nor a later session under the same id, reaches it."""
 
 
 def workflow_id_for(session_id: str) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "TemporalSettings",
     "WorkerSettings",
     "parse_duration",
+    "parse_host",
     "parse_keys",
     "settings_table",
     "variable_names",
@@ -54,7 +55,9 @@ LEDGER_FILE = "ledger.db"
 
 KEYS_ENV = "SESSIONS_PAYLOAD_KEYS"
 KEY_BYTES = 32
-_KEY_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+KEY_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+"""What a key id may be: a payload naming anything else names no key of ours."""
+_HOST_RE = re.compile(r"(?P<name>\[[0-9a-f:.]+\]|[a-z0-9._-]+)(?::(?P<port>[0-9]{1,5}))?")
 
 
 def parse_keys(raw: str) -> list[tuple[str, bytes]]:
@@ -65,7 +68,7 @@ def parse_keys(raw: str) -> list[tuple[str, bytes]]:
         where = f"{KEYS_ENV} entry {n}"
         key_id, sep, encoded = entry.partition(":")
         key_id = key_id.strip()
-        if not sep or not _KEY_ID_RE.match(key_id):
+        if not sep or not KEY_ID_RE.match(key_id):
             raise ConfigError(
                 f"{where} must be KEY_ID:BASE64_KEY with a key id of letters, digits, '.', '_' "
                 "or '-' (e.g. k1:<base64 of 32 random bytes>)"
@@ -83,6 +86,18 @@ def parse_keys(raw: str) -> list[tuple[str, bytes]]:
             raise ConfigError(f"{where}: key id {key_id!r} is listed twice")
         keys.append((key_id, key))
     return keys
+
+
+def parse_host(value: str) -> tuple[str, int | None] | None:
+    """A `Host` header (or an allowed-hosts entry): (lower-case name, port or None), or None when
+    it is not `name`, `name:port`, `[IPv6]` or `[IPv6]:port`."""
+    match = _HOST_RE.fullmatch(value.strip().lower())
+    if match is None:
+        return None
+    port = int(match["port"]) if match["port"] else None
+    if port is not None and not 1 <= port <= 65535:
+        return None
+    return match["name"], port
 
 
 def _env(
@@ -431,11 +446,48 @@ class CodecServerSettings(TemporalSettings):
 
     codec_auth: SecretStr | None = _env(
         "SESSIONS_CODEC_AUTH",
-        meaning="the exact `Authorization` header the codec server demands",
+        meaning="the exact `Authorization` header the codec server demands; `off` serves "
+        "without one ([docs/security.md](docs/security.md))",
         expect="a header value",
-        shown_default="none",
+        shown_default="none: the codec server refuses to start",
         secret=True,
     )
+    codec_allowed_hosts: Annotated[list[str], NoDecode] = _env(
+        "SESSIONS_CODEC_ALLOWED_HOSTS",
+        meaning="`Host` headers the codec server answers besides `localhost`, `127.0.0.1` and "
+        "`[::1]` at its port, comma-separated: `name` (any port) or `name:port`",
+        expect="host names or host:port entries separated by commas",
+        shown_default="none",
+        default_factory=list,
+    )
+    codec_max_body_bytes: int = _env(
+        "SESSIONS_CODEC_MAX_BODY_BYTES",
+        4 * 1024 * 1024,
+        meaning="the largest request body the codec server reads; a larger one is answered 413",
+        expect="a whole number of bytes, at least 1024",
+        shown_default="4194304 (4 MiB)",
+        ge=1024,
+    )
+
+    @field_validator("codec_allowed_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        entries = [entry.strip().lower() for entry in value.split(",") if entry.strip()]
+        for n, entry in enumerate(entries, start=1):
+            if parse_host(entry) is None:
+                raise ValueError(
+                    f"SESSIONS_CODEC_ALLOWED_HOSTS entry {n} must be a host name or an IP "
+                    f"address ([...] for IPv6), with or without :port, not {entry!r}"
+                )
+        return entries
+
+    @property
+    def codec_auth_off(self) -> bool:
+        """`SESSIONS_CODEC_AUTH=off`: serve without an `Authorization` header, on purpose."""
+        auth = self.codec_auth
+        return auth is not None and auth.get_secret_value().strip().lower() == "off"
 
 
 # ---------------------------------------------------------------- the documented whole

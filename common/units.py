@@ -11,7 +11,14 @@ import re
 
 from common.errors import ConfigError
 
-__all__ = ["DEFAULT_PRICE_PER_SECOND", "E2B_GIB_SECOND", "E2B_VCPU_SECOND", "parse_duration"]
+__all__ = [
+    "DEFAULT_PRICE_PER_SECOND",
+    "E2B_GIB_SECOND",
+    "E2B_VCPU_SECOND",
+    "MAX_DURATION_SECONDS",
+    "format_bound",
+    "parse_duration",
+]
 
 E2B_VCPU_SECOND = 0.000014
 """E2B's published price per vCPU-second."""
@@ -22,11 +29,21 @@ DEFAULT_PRICE_PER_SECOND = E2B_VCPU_SECOND * 2 + E2B_GIB_SECOND * 0.5
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_USE = "use a number with s, m, h or d (90s, 15m, 2h, 3d)"
+
+MAX_DURATION_SECONDS = 365 * 86400.0
+"""The longest duration `parse_duration` takes unless told otherwise: a year (a gate's longest
+timeout). Anything past it, `inf` and `1e300` included, is refused rather than overflowing a
+`timedelta` somewhere downstream."""
 
 
-def parse_duration(text: str) -> float:
-    """`90s`, `15m`, `2h`, `3d`, `1h30m`, or plain seconds: a number of seconds above zero."""
+def parse_duration(text: str, *, maximum: float = MAX_DURATION_SECONDS) -> float:
+    """`90s`, `15m`, `2h`, `3d`, `1h30m`, or plain seconds: a number of seconds above zero and at
+    most `maximum`. Empty, `nan`, `inf`, negative and out-of-range values are refused
+    (`ConfigError`, naming the bound)."""
     raw = text.strip().lower()
+    if not raw:
+        raise ConfigError(f"invalid duration {text!r}: it is empty; {_USE}")
     try:
         seconds = float(raw)
     except ValueError:
@@ -36,10 +53,21 @@ def parse_duration(text: str) -> float:
                 break
             seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
             pos = match.end()
-        if pos != len(raw) or not raw:
-            raise ConfigError(
-                f"invalid duration {text!r}: use a number with s, m, h or d (90s, 15m, 2h, 3d)"
-            ) from None
-    if not seconds > 0 or not math.isfinite(seconds):
+        if pos != len(raw):
+            raise ConfigError(f"invalid duration {text!r}: {_USE}") from None
+    if math.isnan(seconds):
+        raise ConfigError(f"invalid duration {text!r}: {_USE}")
+    if not seconds > 0:
         raise ConfigError(f"invalid duration {text!r}: it must be more than zero")
+    if seconds > maximum:
+        raise ConfigError(f"invalid duration {text!r}: it must be at most {format_bound(maximum)}")
     return seconds
+
+
+def format_bound(seconds: float) -> str:
+    """A bound as it would be typed: `365d`, `24h`, `90s` (the largest unit that divides it)."""
+    for unit in ("d", "h", "m"):
+        count, rest = divmod(seconds, _UNIT_SECONDS[unit])
+        if count and not rest:
+            return f"{int(count)}{unit}"
+    return f"{seconds:g}s"

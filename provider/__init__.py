@@ -31,6 +31,7 @@ from provider.errors import (
     ProviderUnavailable,
     RateLimited,
     SandboxGone,
+    SandboxNotOwned,
 )
 from provider.models import (
     CapabilityProfile,
@@ -89,6 +90,7 @@ __all__ = [
     "ResumeResult",
     "RunnerLaunch",
     "SandboxGone",
+    "SandboxNotOwned",
     "SandboxHandle",
     "SandboxProvider",
     "SandboxRef",

@@ -24,14 +24,14 @@ from typing import Any
 from e2b import AsyncSandbox, SandboxQuery, SandboxState
 from e2b.sandbox.commands.command_handle import CommandExitException
 
-from common.ids import MANAGED_BY, MANAGED_BY_KEY
+from common.ids import MANAGED_BY, MANAGED_BY_KEY, OWNER_KEY
 from common.settings import ProviderSettings
 from provider import _runner
 from provider._e2b_errors import mapped
 from provider.base import ListedSandbox
 from provider.capabilities import e2b_capabilities
 from provider.credentials import CredentialSource, default_credentials, describe_source
-from provider.errors import ExecTimeout, InvalidRequest, ProviderError
+from provider.errors import ExecTimeout, InvalidRequest, ProviderError, SandboxNotOwned
 from provider.limits import CreateLimiter, TierLimits
 from provider.models import (
     CapabilityProfile,
@@ -118,18 +118,33 @@ class E2BSettings:
         return params
 
 
-def session_idempotency_key(session_id: str) -> str:
+def session_idempotency_key(session_id: str, owner: str | None = None) -> str:
     """E2B's `Idempotency-Key` for a session's create: 1-255 chars of `[a-z0-9-]`.
 
-    A session id already in that alphabet is used as is; any other gets a readable slug plus a
-    hash of the exact id, so two distinct sessions never share a key.
+    With an `owner` (the session's first run id) the key is a readable slug plus a hash of the
+    id and the run: a session id started again later is a new chain of runs and gets a new
+    sandbox, never the old one. Without it (an attempt scheduled before sandboxes were bound),
+    a session id already in that alphabet is used as is; any other gets a slug plus a hash of
+    the exact id, so two distinct sessions never share a key.
     """
     key = f"session-{session_id}"
-    if len(key) <= 255 and re.fullmatch(r"[a-z0-9-]+", key):
+    if owner is None and len(key) <= 255 and re.fullmatch(r"[a-z0-9-]+", key):
         return key
     slug = re.sub(r"[^a-z0-9-]+", "-", session_id.lower()).strip("-")[:160]
-    digest = hashlib.sha256(session_id.encode("utf-8")).hexdigest()[:40]
+    exact = session_id if owner is None else f"{session_id}\n{owner}"
+    digest = hashlib.sha256(exact.encode("utf-8")).hexdigest()[:40]
     return f"session-{slug}-{digest}" if slug else f"session-{digest}"
+
+
+def _check_owner(ref: SandboxRef, info: Any) -> None:
+    """Refuse a sandbox whose metadata names another session or run than the ref expects."""
+    if ref.owner is None:
+        return
+    metadata = dict(getattr(info, "metadata", None) or {})
+    if metadata.get("session_id") != ref.session_id or metadata.get(OWNER_KEY) != ref.owner:
+        raise SandboxNotOwned(
+            f"sandbox {ref.sandbox_id} belongs to another session, not to {ref.session_id}"
+        )
 
 
 class E2BSandboxProvider:
@@ -188,8 +203,9 @@ class E2BSandboxProvider:
 
     async def _connect_running(self, ref: SandboxRef, opts: dict) -> AsyncSandbox:
         """A handle on a running sandbox, never resuming a paused one behind the workflow's back
-        (E2B's connect would resume it, and bill it, for 5 minutes)."""
+        (E2B's connect would resume it, and bill it, for 5 minutes), nor another session's."""
         info = await AsyncSandbox.get_info(ref.sandbox_id, **opts)
+        _check_owner(ref, info)
         if str(info.state) == "paused":
             raise InvalidRequest(f"sandbox {ref.sandbox_id} is paused: resume it first")
         return await AsyncSandbox.connect(ref.sandbox_id, **opts)
@@ -214,6 +230,8 @@ class E2BSandboxProvider:
             "org_id": input.org_id,
             MANAGED_BY_KEY: MANAGED_BY,
         }
+        if input.owner:
+            metadata[OWNER_KEY] = input.owner
         if input.issue_id:
             metadata["issue_id"] = input.issue_id
         action = f"create sandbox from template {pool.template_id!r}"
@@ -225,14 +243,17 @@ class E2BSandboxProvider:
                     timeout=pool.timeout_seconds,
                     envs=dict(input.env_vars) or None,
                     metadata=metadata,
-                    idempotency_key=session_idempotency_key(input.session_id),
+                    idempotency_key=session_idempotency_key(input.session_id, input.owner),
                     **opts,
                 )
         returned = _now()
         started_at = await self._started_at(input.org_id, sandbox.sandbox_id, returned)
         log.info("sandbox %s created for session %s", sandbox.sandbox_id, input.session_id)
         handle = SandboxHandle(
-            sandbox_id=sandbox.sandbox_id, template_id=pool.template_id, started_at=started_at
+            sandbox_id=sandbox.sandbox_id,
+            template_id=pool.template_id,
+            started_at=started_at,
+            owner=input.owner,
         )
         return handle, sandbox
 
@@ -339,6 +360,8 @@ class E2BSandboxProvider:
     async def resume(self, input: ResumeInput) -> ResumeResult:
         ref = input.ref
         with self._api(ref.org_id, f"resume sandbox {ref.sandbox_id}") as opts:
+            if ref.owner is not None:
+                _check_owner(ref, await AsyncSandbox.get_info(ref.sandbox_id, **opts))
             # Always with a timeout: without one E2B gives a resumed sandbox 5 minutes.
             await AsyncSandbox.connect(ref.sandbox_id, timeout=input.timeout_seconds, **opts)
         return ResumeResult(resumed_at=_now())

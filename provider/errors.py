@@ -34,6 +34,10 @@ class SandboxGone(ProviderError):
     """The sandbox no longer exists (killed, expired, or past the provider's retention)."""
 
 
+class SandboxNotOwned(ProviderError):
+    """The sandbox was created for another session (its metadata says so): no call reaches it."""
+
+
 class ExecTimeout(ProviderError):
     """A command ran past its timeout; it was stopped, and repeating it would not help."""
 

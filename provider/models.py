@@ -92,13 +92,19 @@ class SandboxHandle(_Model):
     provider: str = "e2b"
     started_at: datetime
     """When the provider confirmed the sandbox running: billing starts here."""
+    owner: str | None = None
+    """The session run that created the sandbox (its metadata `session_run`); None for a
+    snapshot pool's sandbox, or one created before sandboxes were bound to their session."""
 
 
 class SandboxRef(_Model):
-    """Which sandbox, and whose credential reaches it."""
+    """Which sandbox, whose credential reaches it, and (when bound) which session owns it."""
 
     org_id: str
     sandbox_id: str
+    session_id: str | None = None
+    owner: str | None = None
+    """When set, every reconnect checks the sandbox's metadata names this session and run."""
 
 
 class RunnerLaunch(_Model):
@@ -109,6 +115,9 @@ class RunnerLaunch(_Model):
 
 class ProvisionInput(_Model):
     session_id: str = Field(min_length=1, max_length=200)
+    owner: str | None = Field(None, min_length=1, max_length=64)
+    """The session's first run id: part of the create's idempotency key and the sandbox's
+    metadata, so a session id started again (a new run chain) never reaches the old sandbox."""
     org_id: str = Field(min_length=1, max_length=200)
     issue_id: str | None = None
     pool: PoolConfig = Field(default_factory=PoolConfig)

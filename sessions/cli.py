@@ -6,6 +6,7 @@ Every failure is one line on stderr and a non-zero exit; `exec` exits with the c
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import shlex
 import sys
@@ -16,8 +17,8 @@ import click
 
 from common.cli import CONTEXT_SETTINGS
 from common.cli import main as run_command
-from common.errors import SessionsError
-from common.units import DEFAULT_PRICE_PER_SECOND, parse_duration
+from common.errors import ConfigError, SessionsError
+from common.units import DEFAULT_PRICE_PER_SECOND, MAX_DURATION_SECONDS, parse_duration
 from sessions.dev_env import apply_dev_env, parse_env_pairs
 
 T = TypeVar("T")
@@ -88,10 +89,82 @@ class _LazyRender:
 render = _LazyRender()
 
 
+# ---------------------------------------------------------------- arguments
+
+GATE_TIMEOUT_MAX_SECONDS = MAX_DURATION_SECONDS
+"""`gate --timeout`: at most a year, as the workflow's `GateRequest` allows."""
+EXEC_TIMEOUT_MAX_SECONDS = 24 * 3600.0
+"""`exec --timeout`: at most a day, as the workflow's `ExecRequest` allows."""
+
+
+def _duration(text: str | None, *, maximum: float) -> float | None:
+    """A `--timeout`: None when not given; an empty one is no duration (`ConfigError`)."""
+    return None if text is None else parse_duration(text, maximum=maximum)
+
+
+def _text(what: str, value: str | None, *, lines: bool = False) -> None:
+    """Text is data: what is typed here is shown back later (status, list, costs, errors), so a
+    control or bidi character in it is refused before anything is sent. `lines`: a newline or a
+    tab is allowed (a comment)."""
+    if value is None:
+        return
+    found = render.first_unsafe(value, lines=lines)
+    if found is None:
+        return
+    if "\ud800" <= found <= "\udfff":  # how Python passes on argv bytes that are not UTF-8
+        raise ConfigError(f"{what} is not valid UTF-8")
+    raise ConfigError(f"{what} contains a control character ({ord(found):#x})")
+
+
+class _Price(click.ParamType):
+    """Dollars per running second: a finite number, at least 0."""
+
+    name = "usd"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, float):
+            price = value
+        else:
+            try:
+                price = float(str(value).strip())
+            except ValueError:
+                self.fail(f"{value!r} is not a number of dollars", param, ctx)
+        if not math.isfinite(price) or price < 0:
+            self.fail(
+                f"it must be a finite number of dollars, at least 0, not {value!r}", param, ctx
+            )
+        return price
+
+
+class _Group(click.Group):
+    """The `sessions` group: whatever goes wrong is said with the data in it escaped (a session's
+    error, a gate name, an argument echoed back), so an error line drives no terminal either."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except click.ClickException as err:
+            message = render.safe(err.format_message())
+            if isinstance(err, click.UsageError):  # exit 2, with its `--help` hint
+                raise click.UsageError(message, ctx=err.ctx) from None
+            raise click.ClickException(message) from None
+        except SessionsError as err:
+            err.args = tuple(render.safe(a) if isinstance(a, str) else a for a in err.args)
+            raise
+        except BrokenPipeError:
+            raise
+        except Exception as err:
+            pydantic_core = sys.modules.get("pydantic_core")
+            if pydantic_core is not None and isinstance(err, pydantic_core.ValidationError):
+                raise  # its messages name fields and rules, never the values sent
+            # `common.cli`'s last net would print it raw: the same line, escaped.
+            raise SessionsError(f"{type(err).__name__}: {render.safe(err)}") from err
+
+
 # ---------------------------------------------------------------- the group
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
 @connection_options
 @click.version_option(package_name="session-worker", prog_name="sessions")
 @click.pass_context
@@ -267,19 +340,29 @@ def start(
 ) -> int:
     """Start a session workflow and print its session id (on stdout, alone on its line)."""
     from provider.models import PoolConfig
+    from sessions.client import new_session_id
+    from workflows.models import SessionInput
 
+    if session_id is not None and not session_id.strip():
+        raise ConfigError("--session-id must not be empty: leave it out for a random id")
     env = parse_env_pairs(env_pairs)
     pool_fields: dict[str, Any] = {"launchRunnerInline": launch_runner_inline}
     if template:
         pool_fields["templateId"] = template
     pool = PoolConfig.model_validate(pool_fields)
+    sid = session_id if session_id is not None else new_session_id()
+    # The workflow's own rules, said before connecting: the same line it would answer.
+    SessionInput.model_validate(
+        {"session_id": sid, "org_id": org, "issue_id": issue, "pool": pool, "env_vars": env}
+    )
+    _text("--org", org)
+    _text("--issue", issue)
+    _text("--template", template)
 
     async def go() -> int:
         client = await _client()
-        sid = await client.start(
-            org, issue_id=issue, session_id=session_id, pool=pool, env_vars=env
-        )
-        click.echo(sid)
+        await client.start(org, issue_id=issue, session_id=sid, pool=pool, env_vars=env)
+        click.echo(render.safe(sid))
         sys.stdout.flush()
         if wait:
             return await _wait(client, sid)
@@ -319,7 +402,16 @@ async def _wait(client: Any, session_id: str) -> int:
 )
 def gate(session: str, gate: str, title: str | None, timeout: str | None, on_timeout: str) -> int:
     """Request an approval gate: the sandbox is paused (billed $0) until it is decided."""
-    seconds = parse_duration(timeout) if timeout else None
+    from workflows.models import GateRequest
+
+    seconds = _duration(timeout, maximum=GATE_TIMEOUT_MAX_SECONDS)
+    _text("SESSION", session)
+    # The workflow's own rules, said before connecting: the same line it would answer.
+    GateRequest.model_validate(
+        {"gate": gate, "title": title, "timeout_seconds": seconds, "on_timeout": on_timeout}
+    )
+    _text("GATE", gate)
+    _text("--title", title)
 
     async def go() -> int:
         client = await _client()
@@ -328,9 +420,10 @@ def gate(session: str, gate: str, title: str | None, timeout: str | None, on_tim
         )
         outcome = "rejected" if on_timeout == "reject" else "the session is terminated"
         limit = f"; undecided after {render.duration(seconds)}, {outcome}" if seconds else ""
+        name, sid = render.safe(g.gate), render.safe(session)
         click.echo(
-            f"gate {g.gate} requested on session {session}: the sandbox pauses until "
-            f"`sessions approve {session} {g.gate} --by WHO` (or reject){limit}"
+            f"gate {name} requested on session {sid}: the sandbox pauses until "
+            f"`sessions approve {sid} {name} --by WHO` (or reject){limit}"
         )
         return 0
 
@@ -346,12 +439,24 @@ def _decide_command(verb: str) -> Callable[..., int]:
     @click.option("--by", required=True, help="Who decides (kept in the gate history).")
     @click.option("--comment", help="Why.")
     def command(session: str, gate: str, by: str, comment: str | None) -> int:
+        from workflows.models import GateDecision
+
+        _text("SESSION", session)
+        # The workflow's own rules, said before connecting: the same line it would answer.
+        GateDecision.model_validate({"gate": gate, "by": by, "comment": comment})
+        _text("GATE", gate)
+        _text("--by", by)
+        _text("--comment", comment, lines=True)
+
         async def go() -> int:
             client = await _client()
             method = client.approve if verb == "approve" else client.reject
             g = await method(session, gate, by=by, comment=comment)
             follow = "the sandbox resumes" if verb == "approve" else "the session carries on"
-            click.echo(f"gate {g.gate} {past} by {g.decided_by} on session {session}: {follow}")
+            click.echo(
+                f"gate {render.safe(g.gate)} {past} by {render.safe(g.decided_by)} "
+                f"on session {render.safe(session)}: {follow}"
+            )
             return 0
 
         return _run(go())
@@ -388,8 +493,9 @@ def exec_(
     sessions exec S -- ls -la /home/user        # several words: run as that argv (quoted)
     sessions exec S -- 'make test && echo ok'   # one word: a shell command line
     """
+    _text("SESSION", session)
     env = parse_env_pairs(env_pairs)
-    seconds = parse_duration(timeout) if timeout else None
+    seconds = _duration(timeout, maximum=EXEC_TIMEOUT_MAX_SECONDS)
     line = command[0] if len(command) == 1 else shlex.join(command)
 
     async def go() -> int:
@@ -410,11 +516,12 @@ def exec_(
 @click.option("--json", "as_json", is_flag=True, help="Print the status query's JSON object.")
 @click.option(
     "--price-per-second",
-    type=float,
+    type=_Price(),
     help="Dollars per running second (env SESSIONS_PRICE_PER_SECOND).",
 )
 def status(session: str, as_json: bool, price_per_second: float | None) -> int:
     """State, sandbox, gate history, seconds running and paused of one session."""
+    _text("SESSION", session)
     price = _price(price_per_second)
 
     async def go() -> int:
@@ -453,20 +560,18 @@ def _end_command(verb: str) -> Callable[..., int]:
     @click.argument("session")
     @click.option("--wait", is_flag=True, help="Stay until the sandbox is terminated and billed.")
     def command(session: str, wait: bool) -> int:
+        _text("SESSION", session)
+
         async def go() -> int:
             client = await _client()
             if verb == "finish":
                 await client.finish(session)
-                click.echo(
-                    f"session {session}: finish requested; the sandbox is terminated "
-                    "and its cost recorded"
-                )
             else:
                 await client.cancel(session)
-                click.echo(
-                    f"session {session}: cancel requested; the sandbox is terminated "
-                    "and its cost recorded"
-                )
+            click.echo(
+                f"session {render.safe(session)}: {verb} requested; the sandbox is terminated "
+                "and its cost recorded"
+            )
             if wait:
                 try:
                     return await _wait(client, session)
@@ -500,7 +605,7 @@ cli.command("cancel")(_end_command("cancel"))
 @click.option("--ledger-url", metavar="URL", help="The ledger (env LEDGER_URL; SQLite file).")
 @click.option(
     "--price-per-second",
-    type=float,
+    type=_Price(),
     help="Dollars per running second (env SESSIONS_PRICE_PER_SECOND) "
     f"[default: {DEFAULT_PRICE_PER_SECOND:.8f}].",
 )

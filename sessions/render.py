@@ -1,19 +1,28 @@
-"""How the CLI shows things: Rich tables on a terminal, plain aligned text otherwise, or JSON."""
+"""How the CLI shows things: Rich tables on a terminal, plain aligned text otherwise, or JSON.
+
+Text is data: ids, gate names, titles, comments, who decided, error messages and old ledger rows
+may hold anything, so every human-readable line goes through `safe()` (control and bidi
+characters shown as escapes, never sent to the terminal), and table cells are Rich `Text`, never
+markup. `--json` is `json.dumps` with `ensure_ascii`: every control and non-ASCII character is a
+`\\uXXXX` escape.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sessions.client import SessionListing
-from workflows.models import Gate, SessionStatus
+if TYPE_CHECKING:  # errors are escaped here too: loading this module must stay light
+    from sessions.client import SessionListing
+    from workflows.models import Gate, SessionStatus
 
 _STATE_STYLE = {
     "provisioning": "cyan",
@@ -42,6 +51,42 @@ def stderr_console() -> Console:
 def is_terminal() -> bool:
     """Rich output only for a person: stdout is a terminal (Rich honours FORCE_COLOR/TTY_*)."""
     return stdout_console().is_terminal
+
+
+# ---------------------------------------------------------------- text is data
+
+_UNSAFE = re.compile(
+    "["
+    "\x00-\x1f\x7f-\x9f"  # C0 (ESC, CR, LF, TAB, BEL, ...), DEL, C1 (CSI, OSC, ...)
+    "\u202a-\u202e\u2066-\u2069"  # bidi embeddings, overrides and isolates
+    "\u2028\u2029"  # line and paragraph separators
+    "\ud800-\udfff"  # lone surrogates: bytes that were not UTF-8 (would not even encode)
+    "]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def safe(text: object) -> str:
+    """`text` fit for a terminal: control characters (C0, DEL, C1), bidi embeddings, overrides
+    and isolates, line separators and lone surrogates shown as escapes (`\\x1b`, `\\n`,
+    `\\u202e`); everything else, other Unicode included, as it is."""
+    value = text if isinstance(text, str) else str(text)
+    return _UNSAFE.sub(_escape, value)
+
+
+def first_unsafe(text: str, *, lines: bool = False) -> str | None:
+    """The first character of `text` that `safe()` would escape; None when there is none.
+    `lines`: a newline or a tab is no fault (a comment may have several lines)."""
+    for match in _UNSAFE.finditer(text):
+        if not (lines and match.group() in "\n\t"):
+            return match.group()
+    return None
 
 
 # ---------------------------------------------------------------- values
@@ -83,15 +128,38 @@ def when(value: datetime | None) -> str:
 
 
 def _dash(value: Any) -> str:
-    return "-" if value is None or value == "" else str(value)
+    return "-" if value is None or value == "" else safe(value)
 
 
 def _styled(state: str) -> Text:
-    return Text(state.replace("_", " "), style=_STATE_STYLE.get(state, ""))
+    return Text(safe(state.replace("_", " ")), style=_STATE_STYLE.get(state, ""))
+
+
+SECONDS_DECIMALS = 3
+"""`--json` shows seconds to the millisecond: `25.921`, not the float noise `25.921362000000002`.
+The ledger keeps its own values; only what is printed is rounded."""
+
+
+def _rounded(data: Any) -> Any:
+    """`data` with every float under a `*_seconds` key rounded to `SECONDS_DECIMALS`."""
+    if isinstance(data, dict):
+        return {
+            k: (
+                round(v, SECONDS_DECIMALS)
+                if isinstance(v, float) and str(k).endswith("_seconds")
+                else _rounded(v)
+            )
+            for k, v in data.items()
+        }
+    if isinstance(data, list | tuple):
+        return [_rounded(v) for v in data]
+    return data
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """JSON on stdout. `ensure_ascii` stays on: control, bidi and every other non-ASCII character
+    is written as a `\\uXXXX` escape, so no byte of the data reaches the terminal raw."""
+    sys.stdout.write(json.dumps(_rounded(data), indent=2, default=str, ensure_ascii=True) + "\n")
 
 
 Cell = str | Text
@@ -112,6 +180,7 @@ def show_table(
     `right`: the headers of right-aligned columns (on a terminal); `empty`: what a terminal shows
     instead of a table without rows (plain output then prints nothing).
     """
+    rows = [[_safe_cell(c) for c in row] for row in rows]
     if not is_terminal():
         if rows:
             sys.stdout.write(_plain_table(headers, rows) + "\n")
@@ -127,6 +196,14 @@ def show_table(
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+def _safe_cell(cell: Cell) -> Text:
+    """Every cell escaped, and `Text`: a str cell would be read as Rich markup (`[link=...]`)."""
+    if isinstance(cell, Text):
+        plain = safe(cell.plain)
+        return cell if plain == cell.plain else Text(plain, style=cell.style)
+    return Text(safe(cell))
 
 
 def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> str:
@@ -145,7 +222,7 @@ def _plain_table(headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> str:
 
 def _gate_row(g: Gate) -> list[Cell]:
     return [
-        g.gate,
+        safe(g.gate),
         _styled(g.state),
         _dash(g.title),
         when(g.requested_at),
@@ -173,6 +250,7 @@ def show_status(status: SessionStatus, *, price: float) -> None:
     ]
     if status.error:
         fields.append(("error", status.error))
+    fields = [(key, safe(value)) for key, value in fields]
     gates = [_gate_row(g) for g in status.gates]
     if not is_terminal():
         width = max(len(k) for k, _ in fields)
@@ -241,6 +319,8 @@ def show_list(items: Sequence[SessionListing]) -> None:
 
 def listing_json(item: SessionListing) -> dict[str, Any]:
     """The status fields (null where no worker answered) plus what visibility knows."""
+    from workflows.models import SessionStatus
+
     base: dict[str, Any] = {name: None for name in SessionStatus.model_fields}
     base["gates"] = []
     if item.status is not None:
@@ -306,7 +386,7 @@ def show_costs(rows: Sequence[Any], *, by: str | None, price: float) -> None:
         empty="no cost events yet: they are recorded when a session ends",
     )
     if is_terminal():
-        stdout_console().print(Text(total, style="bold"))
+        stdout_console().print(Text(total, style="bold"))  # numbers only: nothing to escape
     else:
         sys.stdout.write(total + "\n")
 
@@ -343,6 +423,6 @@ def progress_line(status: SessionStatus, *, price: float) -> Text:
         )
         if status.error:
             detail += f"; {status.error}"
-    line = Text(f"{state:<13}", style=_STATE_STYLE.get(state, ""))
-    line.append(detail)
+    line = Text(safe(f"{state:<13}"), style=_STATE_STYLE.get(state, ""))
+    line.append(safe(detail))
     return line

@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.temporal",
+    "tests.fixtures.session_stubs",
     "tests.fixtures.emulator",
     "tests.fixtures.emulator_sandboxes",
     "tests.fixtures.postgres",

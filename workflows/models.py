@@ -12,7 +12,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from common.errors import validation_message
-from common.ids import DEFAULT_TASK_QUEUE, workflow_id_for
+from common.ids import DEFAULT_TASK_QUEUE, SESSION_WORKFLOW_TYPE, workflow_id_for
+from common.payloads import UndecodablePayload
 from ledger.billing import Segment
 from ledger.models import CostEvent
 from provider.models import (
@@ -23,7 +24,7 @@ from provider.models import (
     validate_env,
 )
 
-WORKFLOW_TYPE = "SandboxSession"
+WORKFLOW_TYPE = SESSION_WORKFLOW_TYPE
 DEFAULT_GATE_CEILING_SECONDS = 14 * 24 * 3600.0
 """An abandoned approval must not keep a paused sandbox forever (E2B keeps paused ones ~30 days)."""
 
@@ -34,20 +35,34 @@ GateState = Literal["waiting", "approved", "rejected", "timed_out"]
 Outcome = Literal["finished", "failed", "cancelled"]
 OnTimeout = Literal["reject", "terminate"]
 
-_M = TypeVar("_M")
+_B = TypeVar("_B", bound=BaseModel)
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+MAX_SECONDS = 365 * 24 * 3600.0
+"""The longest any duration in a message may be: a year (a timer past it means a mistake)."""
+
+
+def _text(value: str, what: str, *, lines: bool = False) -> str:
+    """Text is data: no control character (a newline and a tab only where `lines`), no bidi
+    override, so nothing logged or printed from it can forge a line or drive a terminal."""
+    for c in value:
+        code = ord(c)
+        if (code < 32 and not (lines and c in "\n\t")) or 127 <= code < 160 or c in _BIDI:
+            raise ValueError(f"{what} contains control characters ({code:#x})")
+    return value
+
+
 def _printable(value: str, what: str) -> str:
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValueError(f"{what} contains control characters")
+    _text(value, what)
     if value != value.strip() or not value:
         raise ValueError(f"{what} must be non-empty without surrounding spaces")
     return value
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class GateRequest(_Message):
@@ -55,13 +70,18 @@ class GateRequest(_Message):
 
     gate: str = Field(max_length=128)
     title: str | None = Field(None, max_length=500)
-    timeout_seconds: float | None = Field(None, gt=0, le=365 * 24 * 3600)
+    timeout_seconds: float | None = Field(None, gt=0, le=MAX_SECONDS)
     on_timeout: OnTimeout = "reject"
 
     @field_validator("gate")
     @classmethod
     def _gate(cls, value: str) -> str:
         return _printable(value, "gate")
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, value: str | None) -> str | None:
+        return None if value is None else _text(value, "title")
 
 
 class GateDecision(_Message):
@@ -75,6 +95,11 @@ class GateDecision(_Message):
     @classmethod
     def _names(cls, value: str) -> str:
         return _printable(value, "gate and by")
+
+    @field_validator("comment")
+    @classmethod
+    def _comment(cls, value: str | None) -> str | None:
+        return None if value is None else _text(value, "comment", lines=True)
 
 
 class FinishRequest(_Message):
@@ -94,6 +119,13 @@ class ExecRequest(_Message):
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         return validate_env(value)
 
+    @field_validator("command", "cwd")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        if value is not None and "\x00" in value:
+            raise ValueError("contains a NUL byte (no process can take it)")
+        return value
+
 
 class Gate(BaseModel):
     gate: str
@@ -105,6 +137,9 @@ class Gate(BaseModel):
     comment: str | None = None
     timeout_seconds: float | None = None
     on_timeout: OnTimeout = "reject"
+    waiting_since: datetime | None = None
+    """When the gate began to wait (its sandbox paused): its timeout counts from here, and a
+    continued-as-new run goes on counting from here too."""
 
 
 class SessionCarry(BaseModel):
@@ -119,20 +154,22 @@ class SessionCarry(BaseModel):
 
 
 class SessionInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     session_id: str
     org_id: str = Field(min_length=1, max_length=200)
-    issue_id: str | None = Field(None, max_length=200)
+    issue_id: str | None = Field(None, min_length=1, max_length=200)
     pool: PoolConfig = Field(default_factory=PoolConfig)
     env_vars: dict[str, str] = Field(default_factory=dict)
-    keep_alive_interval_seconds: float | None = Field(None, gt=0)
+    keep_alive_interval_seconds: float | None = Field(None, ge=1, le=86_400)
     """How often a running sandbox's timeout is extended; default a third of the pool's timeout."""
-    gate_ceiling_seconds: float = Field(DEFAULT_GATE_CEILING_SECONDS, gt=0)
+    gate_ceiling_seconds: float = Field(DEFAULT_GATE_CEILING_SECONDS, ge=1, le=MAX_SECONDS)
     """The longest any gate may wait, whatever its own timeout; then the session is terminated."""
-    continue_as_new_after_events: int | None = Field(None, ge=50)
+    continue_as_new_after_events: int | None = Field(None, ge=50, le=1_000_000)
     """Continue-as-new at this history length too, not only when Temporal suggests it."""
     carry: SessionCarry | None = None
+    """Internal: the state a continued-as-new run takes over. Accepted only on a run that
+    Temporal started by this session's own continue-as-new, never from a client."""
 
     @field_validator("session_id")
     @classmethod
@@ -142,6 +179,11 @@ class SessionInput(BaseModel):
                 "session id must be 1-128 characters of letters, digits, '.', '_' or '-'"
             )
         return value
+
+    @field_validator("org_id", "issue_id")
+    @classmethod
+    def _ids(cls, value: str | None) -> str | None:
+        return None if value is None else _printable(value, "the id")
 
     @field_validator("env_vars")
     @classmethod
@@ -173,6 +215,11 @@ class InvalidPayload(BaseModel):
             return cls.model_construct(problem=validation_message(err))
         raise ValueError("the payload is valid")  # so the union takes the model itself
 
+    @classmethod
+    def for_undecodable_payload(cls, problem: str) -> InvalidPayload:
+        """What `common.codec.TolerantPayloadConverter` gives for a payload it cannot decode."""
+        return cls.model_construct(problem=problem)
+
 
 class InvalidSessionInput(InvalidPayload):
     model = SessionInput
@@ -197,20 +244,30 @@ ExecRequestArg = ExecRequest | InvalidExecRequest | None
 """What the workflow and its updates take: the model, or what stands in for a bad payload."""
 
 
-def payload_problem(payload: Any) -> str | None:
-    """What is wrong with a workflow or update argument, in words; None when it is valid."""
-    if isinstance(payload, InvalidPayload):
+def payload_problem(payload: Any, model: type[BaseModel]) -> str | None:
+    """What is wrong with a workflow or update argument, in words; None when it is `model`.
+
+    Anything else (None for no argument, bytes sent as `binary/plain`, a value of another
+    type) is refused here, before a handler can trip on it and fail the workflow task."""
+    if isinstance(payload, InvalidPayload | UndecodablePayload):
         return payload.problem
-    if payload is None:  # no argument, or JSON null (decoded without the type hint)
-        return "the payload must be one JSON object"
-    return None
+    if isinstance(payload, model):
+        return None
+    if isinstance(payload, dict):  # decoded without the type hint (e.g. sent with extra args)
+        try:
+            model.model_validate(payload)
+        except ValidationError as err:
+            return validation_message(err)
+        return None
+    return "the payload must be one JSON object"
 
 
-def valid_payload(payload: _M | InvalidPayload | None, name: str) -> _M:
+def valid_payload(payload: Any, model: type[_B], name: str) -> _B:
     """An update's model, or a clear refusal naming what is wrong (never the values)."""
-    if payload is None or isinstance(payload, InvalidPayload):
-        raise ValueError(f"invalid {name} request: {payload_problem(payload)}")
-    return payload
+    problem = payload_problem(payload, model)
+    if problem is not None:
+        raise ValueError(f"invalid {name} request: {problem}")
+    return payload if isinstance(payload, model) else model.model_validate(payload)
 
 
 class SessionStatus(BaseModel):
@@ -227,6 +284,14 @@ class SessionStatus(BaseModel):
     paused_seconds: float
     error: str | None = None
     runner_pid: int | None = None
+    segments: list[Segment] = Field(default_factory=list)
+    """The sandbox's running and paused spans as the workflow knows them (provider-confirmed
+    times); the last is open while the session lives. The reconciler bills a session that was
+    terminated from these, so its paused time is never billed as running."""
+    cost_owed: CostEvent | None = None
+    """The cost computed once the sandbox was terminated, until the ledger has it: a session
+    terminated (by hand, by Temporal) between the kill and the write still says what it owes,
+    and the reconciler writes it."""
 
 
 class SessionResult(BaseModel):

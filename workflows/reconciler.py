@@ -10,6 +10,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():  # also passed through at the worker (worker.py)
     from activities.reconcile import (
+        BILL_TERMINATED,
         FIND_STRAYS,
         REAP_STRAY,
         ReapInput,
@@ -18,6 +19,8 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
         ReconcileInput,
         ReconcileResult,
         StraysResult,
+        TerminatedInput,
+        TerminatedResult,
     )
 
 RECONCILER_WORKFLOW_TYPE = "StraySandboxReconciler"
@@ -49,9 +52,16 @@ class StraySandboxReconciler:
                 raise outcome
             else:
                 reaped.append(outcome)
+        terminated = TerminatedResult(checked=0, billed=0)
+        if workflow.patched("bill-terminated-sessions"):
+            # After the strays: a terminated session's live sandbox is billed to its kill there.
+            terminated = await workflow.execute_activity_method(
+                ReconcileActivities.bill_terminated_sessions, TerminatedInput(), **BILL_TERMINATED
+            )
         return ReconcileResult(
             listed=found.listed,
             strays=len(found.strays),
             killed=sum(r.killed for r in reaped),
             billed=sum(r.billed for r in reaped),
+            terminated_billed=terminated.billed,
         )

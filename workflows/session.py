@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
     )
     from common.errors import validation_message
     from common.failures import describe_failure
-    from common.ids import session_id_of
+    from common.ids import session_id_of, workflow_id_for
     from ledger import BilledState, CostEvent, Usage
     from provider.models import (
         ExecInput,
@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
     from telemetry.instruments import GATE_OUTCOME, GATE_WAIT
     from workflows.models import (
         WORKFLOW_TYPE,
+        ExecRequest,
         ExecRequestArg,
         FinishRequest,
         Gate,
@@ -71,6 +72,12 @@ _ENDED: tuple[SessionState, ...] = ("finished", "failed", "cancelled")
 _DRAIN = timedelta(minutes=2)
 """How long an ending session waits for its in-flight updates (an exec the termination cut
 short) to answer their callers."""
+_HISTORY_BYTES_LIMIT = 8 * 1024 * 1024
+"""Continue-as-new past this history size even if Temporal has not suggested it (it terminates
+a workflow at 50 MB, with no compensation): a flood of ignored signals cannot get that far."""
+_IGNORED_LOGGED = 20
+"""Ignored messages logged one by one per run; after that one line in a hundred, with a count,
+so a flood of bad signals cannot flood the log either."""
 
 
 class _SessionEnded(Exception):
@@ -80,10 +87,9 @@ class _SessionEnded(Exception):
 @workflow.defn(name=WORKFLOW_TYPE)
 class SandboxSession:
     @workflow.init
-    def __init__(self, input: SessionInputArg = None) -> None:
-        self._invalid = payload_problem(input)
-        if self._invalid is not None or not isinstance(input, SessionInput):
-            input = _placeholder_input()
+    def __init__(self, input: SessionInputArg = None, *extra: Any) -> None:
+        session, self._invalid = _read_input(input, extra)
+        input = session or _placeholder_input()
         self._input = input
         carry = input.carry
         self._state: SessionState = carry.state if carry else "provisioning"
@@ -94,7 +100,9 @@ class SandboxSession:
         self._runner_pid: int | None = carry.runner_pid if carry else None
         self._error: str | None = None
         self._cost: CostEvent | None = None
+        self._owed: CostEvent | None = None
         self._sandbox_lock = asyncio.Lock()
+        self._ignored = 0
 
     @property
     def sandbox_id(self) -> str | None:
@@ -104,7 +112,8 @@ class SandboxSession:
     # ---------------------------------------------------------------- run
 
     @workflow.run
-    async def run(self, input: SessionInputArg = None) -> SessionResult:
+    async def run(self, input: SessionInputArg = None, *extra: Any) -> SessionResult:
+        """`*extra` makes the SDK decode every argument without a type (see `_read_input`)."""
         if self._invalid is not None:  # fail the workflow, not its task: no retry can fix it
             self._state = "failed"
             self._error = f"invalid session input: {self._invalid}"
@@ -130,7 +139,22 @@ class SandboxSession:
         )
 
     async def _end(self, outcome: Outcome) -> bool:
-        """Every ending: the compensation, then let in-flight updates answer their callers."""
+        """Every ending: the compensation, then let in-flight updates answer their callers.
+
+        Shielded: a cancel that arrives while a session ends (after `finish`, a failure or a
+        gate's timeout) cannot cut the terminate or the cost row short; the ending it would
+        interrupt completes, and the session ends as it was already ending.
+        """
+        ending = asyncio.ensure_future(self._compensate_and_drain(outcome))
+        try:
+            return await asyncio.shield(ending)
+        except asyncio.CancelledError:
+            workflow.logger.info(
+                "cancel requested while the session ends %s: ending first", outcome
+            )
+            return await ending
+
+    async def _compensate_and_drain(self, outcome: Outcome) -> bool:
         recorded = await self._compensate(outcome)
         await self._drain_handlers()
         return recorded
@@ -141,6 +165,7 @@ class SandboxSession:
             SandboxActivities.provision_sandbox,
             ProvisionInput(
                 session_id=inp.session_id,
+                owner=workflow.info().first_execution_run_id,
                 org_id=inp.org_id,
                 issue_id=inp.issue_id,
                 pool=inp.pool,
@@ -164,6 +189,9 @@ class SandboxSession:
     async def _live(self) -> None:
         """Run until finished: keep the sandbox alive, hold gates, continue-as-new when told."""
         interval = timedelta(seconds=self._keep_alive_seconds())
+        if self._state == "paused" and self._next_gate() is None and not self._finish:
+            # Continued as new at a gate that was decided as the run handed over.
+            await self._resume()
         next_keep_alive = workflow.now() + interval
         while True:
             if self._finish:
@@ -174,8 +202,7 @@ class SandboxSession:
                 next_keep_alive = workflow.now() + interval
                 continue
             if self._should_continue_as_new():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(self._carry_input())
+                await self._continue_as_new()
             try:
                 await workflow.wait_condition(
                     lambda: (
@@ -202,21 +229,36 @@ class SandboxSession:
         return next((g for g in self._gates if g.state == "waiting"), None)
 
     async def _hold(self, gate: Gate) -> None:
-        """Pause the sandbox while the gate waits for a human, then resume it."""
-        async with self._sandbox_lock:  # let a running exec finish first
-            pause = await self._shielded(
-                SandboxActivities.pause_sandbox,
-                PauseInput(ref=self._ref()),
-                PAUSE,
-                on_result=lambda r: self._transition("paused", r.paused_at),
+        """Pause the sandbox while the gate waits for a human, then resume it.
+
+        A run continued-as-new at a gate finds the sandbox already paused and the gate's wait
+        begun: it goes on waiting for what is left of the gate's time.
+        """
+        if self._state != "paused":
+            async with self._sandbox_lock:  # let a running exec finish first
+                pause = await self._shielded(
+                    SandboxActivities.pause_sandbox,
+                    PauseInput(ref=self._ref()),
+                    PAUSE,
+                    on_result=lambda r: self._transition("paused", r.paused_at),
+                )
+            workflow.logger.info(
+                "gate %s waiting; sandbox paused at %s", gate.gate, pause.paused_at
             )
-        workflow.logger.info("gate %s waiting; sandbox paused at %s", gate.gate, pause.paused_at)
+        if gate.waiting_since is None:
+            gate.waiting_since = workflow.now()
         ceiling = self._input.gate_ceiling_seconds
         limit = min(gate.timeout_seconds or ceiling, ceiling)
+        left = limit - (workflow.now() - gate.waiting_since).total_seconds()
+        may_continue = workflow.patched("continue-as-new-at-gate")
         try:
             await workflow.wait_condition(
-                lambda: gate.state != "waiting" or self._finish,
-                timeout=timedelta(seconds=limit),
+                lambda: (
+                    gate.state != "waiting"
+                    or self._finish
+                    or (may_continue and self._history_too_long())
+                ),
+                timeout=timedelta(seconds=max(left, 0.001)),
             )
         except TimeoutError:
             gate.state = "timed_out"
@@ -228,6 +270,11 @@ class SandboxSession:
                 raise _SessionEnded() from None
         if self._finish:
             return
+        if gate.state == "waiting":  # the history grew too long while the gate waits
+            await self._continue_as_new()
+        await self._resume()
+
+    async def _resume(self) -> None:
         async with self._sandbox_lock:
             await self._shielded(
                 SandboxActivities.resume_sandbox,
@@ -273,9 +320,11 @@ class SandboxSession:
             ended_at=ended_at,
             outcome=outcome,
         )
+        self._owed = event
         result = await workflow.execute_activity_method(
             LedgerActivities.record_cost, RecordCostInput(event=event), **RECORD_COST
         )
+        self._owed = None
         self._cost = result.event
         self._state = outcome
         workflow.logger.info(
@@ -301,7 +350,7 @@ class SandboxSession:
         if request is not None:
             problem = self._gate_request_problem(request)
             if problem:
-                workflow.logger.warning("request_approval ignored: %s", problem)
+                self._ignore(f"request_approval ignored: {problem}")
             else:
                 self._add_gate(request)
 
@@ -322,37 +371,37 @@ class SandboxSession:
     @workflow.signal(dynamic=True)
     def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
         # Without this the SDK buffers a misspelt signal (`approve_all`) silently until the end.
-        workflow.logger.warning("signal %r ignored: this workflow has no such signal", name[:64])
+        self._ignore(f"signal {ascii(name[:64])} ignored: this workflow has no such signal")
 
     @workflow.update(name="request_gate")
     def request_gate(self, request: GateRequestArg = None) -> Gate:
-        return self._add_gate(valid_payload(request, "request_gate"))
+        return self._add_gate(valid_payload(request, GateRequest, "request_gate"))
 
     @request_gate.validator
     def _validate_request_gate(self, request: GateRequestArg = None) -> None:
-        problem = self._gate_request_problem(valid_payload(request, "request_gate"))
+        problem = self._gate_request_problem(valid_payload(request, GateRequest, "request_gate"))
         if problem:
             raise ValueError(problem)
 
     @workflow.update(name="approve_gate")
     def approve_gate(self, decision: GateDecisionArg = None) -> Gate:
-        return self._decide(valid_payload(decision, "approve_gate"), "approved")
+        return self._decide(valid_payload(decision, GateDecision, "approve_gate"), "approved")
 
     @approve_gate.validator
     def _validate_approve(self, decision: GateDecisionArg = None) -> None:
-        self._check_decision(valid_payload(decision, "approve_gate"))
+        self._check_decision(valid_payload(decision, GateDecision, "approve_gate"))
 
     @workflow.update(name="reject_gate")
     def reject_gate(self, decision: GateDecisionArg = None) -> Gate:
-        return self._decide(valid_payload(decision, "reject_gate"), "rejected")
+        return self._decide(valid_payload(decision, GateDecision, "reject_gate"), "rejected")
 
     @reject_gate.validator
     def _validate_reject(self, decision: GateDecisionArg = None) -> None:
-        self._check_decision(valid_payload(decision, "reject_gate"))
+        self._check_decision(valid_payload(decision, GateDecision, "reject_gate"))
 
     @workflow.update(name="exec")
     async def exec(self, request: ExecRequestArg = None) -> ExecResult:
-        request = valid_payload(request, "exec")
+        request = valid_payload(request, ExecRequest, "exec")
         async with self._sandbox_lock:
             self._check_exec()  # a gate may have paused the sandbox while this one queued
             return await workflow.execute_activity_method(
@@ -369,7 +418,7 @@ class SandboxSession:
 
     @exec.validator
     def _validate_exec(self, request: ExecRequestArg = None) -> None:
-        valid_payload(request, "exec")
+        valid_payload(request, ExecRequest, "exec")
         self._check_exec()
 
     @workflow.query(name="status")
@@ -387,6 +436,8 @@ class SandboxSession:
             paused_seconds=self._usage.seconds("paused", now),
             error=self._error,
             runner_pid=self._runner_pid,
+            segments=[s.model_copy() for s in self._usage.segments],
+            cost_owed=self._owed,
         )
 
     # ---------------------------------------------------------------- helpers
@@ -395,16 +446,30 @@ class SandboxSession:
         """Validate a signal's one JSON object; anything else is logged and ignored, never fatal.
 
         Handlers take `*payloads` so that a signal sent with no argument, or with several,
-        still reaches this check instead of failing the workflow task.
+        still reaches this check instead of failing the workflow task (and undecodable ones
+        arrive as `UndecodablePayload`, see `common.codec`).
         """
         if len(payloads) != 1 or not isinstance(payloads[0], dict):
-            workflow.logger.warning("%s signal ignored: the payload must be one JSON object", name)
+            problem = getattr(payloads[0], "problem", None) if len(payloads) == 1 else None
+            self._ignore(
+                f"{name} signal ignored: {problem or 'the payload must be one JSON object'}"
+            )
             return None
         try:
             return model.model_validate(payloads[0])
         except ValidationError as err:
-            workflow.logger.warning("%s signal ignored: %s", name, validation_message(err))
+            self._ignore(f"{name} signal ignored: {validation_message(err)}")
             return None
+
+    def _ignore(self, message: str) -> None:
+        """Log an ignored signal, boundedly: a flood of them must not flood the log."""
+        self._ignored += 1
+        if self._ignored <= _IGNORED_LOGGED:
+            workflow.logger.warning("%s", message[:1000])
+        elif self._ignored % 100 == 0:
+            workflow.logger.warning(
+                "%s (%d signals ignored in this run)", message[:1000], self._ignored
+            )
 
     def _gate_request_problem(self, request: GateRequest) -> str | None:
         if self._state in _ENDED or self._state == "terminating" or self._finish:
@@ -460,7 +525,7 @@ class SandboxSession:
         try:
             self._decide(decision, state)
         except ValueError as err:
-            workflow.logger.warning("%s signal ignored: %s", name, err)
+            self._ignore(f"{name} signal ignored: {err}")
 
     def _check_exec(self) -> None:
         if self._state == "paused":
@@ -487,7 +552,12 @@ class SandboxSession:
 
     def _ref(self) -> SandboxRef:
         assert self._handle is not None
-        return SandboxRef(org_id=self._input.org_id, sandbox_id=self._handle.sandbox_id)
+        return SandboxRef(
+            org_id=self._input.org_id,
+            sandbox_id=self._handle.sandbox_id,
+            session_id=self._input.session_id,
+            owner=self._handle.owner,
+        )
 
     def _keep_alive_seconds(self) -> float:
         return self._input.keep_alive_interval_seconds or self._input.pool.timeout_seconds / 3
@@ -495,11 +565,20 @@ class SandboxSession:
     def _should_continue_as_new(self) -> bool:
         if self._next_gate() is not None or self._finish:
             return False
+        return self._history_too_long()
+
+    def _history_too_long(self) -> bool:
         info = workflow.info()
         limit = self._input.continue_as_new_after_events
-        return info.is_continue_as_new_suggested() or (
-            limit is not None and info.get_current_history_length() >= limit
+        return (
+            info.is_continue_as_new_suggested()
+            or (limit is not None and info.get_current_history_length() >= limit)
+            or info.get_current_history_size() >= _HISTORY_BYTES_LIMIT
         )
+
+    async def _continue_as_new(self) -> None:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(self._carry_input())
 
     async def _drain_handlers(self) -> None:
         """Let in-flight updates (an exec the termination cut short) answer their callers."""
@@ -552,6 +631,40 @@ def _record_gate_wait(gate: Gate) -> None:
         GATE_WAIT, "From an approval gate's request to its decision or timeout", "s"
     )
     histogram.record(waited, {GATE_OUTCOME: gate.state})
+
+
+def _read_input(input: Any, extra: tuple[Any, ...]) -> tuple[SessionInput | None, str | None]:
+    """The session input, or what is wrong with it, in words that never quote its values.
+
+    The workflow takes `*extra` so that the SDK, finding a non-positional parameter, decodes
+    every argument as plain JSON (`common.payloads` turns an undecodable one into a stand-in)
+    and never calls the workflow with more arguments than it takes: either would fail every
+    workflow task, forever. The input is validated here instead.
+    """
+    if extra:
+        return None, f"the workflow takes one argument (the session input), not {1 + len(extra)}"
+    problem = payload_problem(input, SessionInput)
+    if problem is not None:
+        return None, problem
+    session = input if isinstance(input, SessionInput) else SessionInput.model_validate(input)
+    problem = _origin_problem(session)
+    return (None, problem) if problem else (session, None)
+
+
+def _origin_problem(input: SessionInput) -> str | None:
+    """A valid input that this run must still refuse: it names another session than the
+    workflow id does (and would reach that session's sandbox), or it carries a state that only
+    this session's own continue-as-new may hand over."""
+    info = workflow.info()
+    expected = workflow_id_for(input.session_id)
+    if info.workflow_id != expected:
+        return (
+            f"session_id {input.session_id!r} does not match the workflow id "
+            f"{info.workflow_id[:140]!r}: a session runs as workflow {expected!r}"
+        )
+    if input.carry is not None and info.continued_run_id is None:
+        return "carry is set only by the session's own continue-as-new, never by a client"
+    return None
 
 
 def _placeholder_input() -> SessionInput:

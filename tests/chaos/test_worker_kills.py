@@ -107,7 +107,9 @@ async def kill_while_provisioning(s: Scenario) -> str:
     h = await s.session()
     await activity_started(h, "provision_sandbox")
     sid = s.session_ids[-1]
+    made_by = asyncio.get_running_loop().time() + 60
     while not any(r.metadata.get("session_id") == sid for r in s.emu.records()):
+        assert asyncio.get_running_loop().time() < made_by, f"E2B never made {sid}'s sandbox"
         await asyncio.sleep(0.05)
     await s.kill_and_replace()
     await running(h)

@@ -27,6 +27,7 @@ from common.settings import (  # _Settings, _env: to declare a setting as the mo
     _env,
     _Settings,
     parse_duration,
+    parse_host,
     parse_keys,
     variable_names,
     variable_prefixes,
@@ -78,7 +79,8 @@ def test_each_process_loads_its_defaults() -> None:
     assert DEFAULT_PRICE_PER_SECOND == pytest.approx(0.00003025)
 
     codec = CodecServerSettings.load()
-    assert codec.codec_auth is None and codec.payload_keys is None
+    assert codec.codec_auth is None and codec.payload_keys is None and not codec.codec_auth_off
+    assert (codec.codec_allowed_hosts, codec.codec_max_body_bytes) == ([], 4 * 1024 * 1024)
 
 
 def test_an_argument_beats_the_variable_which_beats_the_default(
@@ -235,6 +237,28 @@ def test_tier_is_case_insensitive(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_reconciler_switch(monkeypatch: pytest.MonkeyPatch, value: str, on: bool) -> None:
     monkeypatch.setenv("SESSIONS_RECONCILER", value)
     assert ReconcilerSettings.load().reconciler is on
+
+
+def test_the_codec_server_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SESSIONS_CODEC_ALLOWED_HOSTS", " Codec.Example , proxy:8443,[::1]:9,")
+    monkeypatch.setenv("SESSIONS_CODEC_AUTH", " Off ")
+    codec = CodecServerSettings.load()
+    assert codec.codec_allowed_hosts == ["codec.example", "proxy:8443", "[::1]:9"]
+    assert codec.codec_auth_off
+    assert parse_host("Codec.Example:8081") == ("codec.example", 8081)
+    assert parse_host("[::1]") == ("[::1]", None)
+    for bad in ("::1", "a:0", "a:70000", "http://a", "a b", "a/b", "a:8081@b", ""):
+        assert parse_host(bad) is None, bad
+    monkeypatch.setenv("SESSIONS_CODEC_ALLOWED_HOSTS", "ok,https://x.example")
+    assert config_error(CodecServerSettings) == (
+        "SESSIONS_CODEC_ALLOWED_HOSTS entry 2 must be a host name or an IP address ([...] for "
+        "IPv6), with or without :port, not 'https://x.example'"
+    )
+    monkeypatch.setenv("SESSIONS_CODEC_ALLOWED_HOSTS", "")
+    monkeypatch.setenv("SESSIONS_CODEC_MAX_BODY_BYTES", "100")
+    assert config_error(CodecServerSettings) == (
+        "SESSIONS_CODEC_MAX_BODY_BYTES must be a whole number of bytes, at least 1024, not '100'"
+    )
 
 
 @pytest.mark.parametrize(

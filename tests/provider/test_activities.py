@@ -27,6 +27,7 @@ from provider import (
     default_credentials,
 )
 from tests.fixtures.provider import Sandboxes, make_provider, ref_of
+from tests.fixtures.temporal import result_of
 
 from ._workflows import ProvisionWorkflow
 
@@ -151,7 +152,7 @@ async def _run_provision(
         )
         outcome: ProvisionResult | WorkflowFailureError
         try:
-            outcome = await handle.result()
+            outcome = await result_of(handle)
             sandboxes.ids.add(outcome.handle.sandbox_id)
         except WorkflowFailureError as err:
             outcome = err

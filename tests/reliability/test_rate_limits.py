@@ -20,6 +20,7 @@ from provider import E2BSandboxProvider, StaticCredentialSource
 from provider.limits import TierLimits
 from provider.models import PoolConfig
 from tests.fixtures.stack import state_is, wait_for
+from tests.fixtures.temporal import result_of
 from worker import build_worker
 from workflows import SandboxSession, SessionInput, workflow_id_for
 
@@ -63,7 +64,7 @@ async def _run_sessions(
         await wait_for(handle, state_is("running"), timeout=120, what="session running")
         await asyncio.sleep(hold)
         await handle.signal(SandboxSession.finish)
-        return (await handle.result()).outcome
+        return (await result_of(handle, timeout=120)).outcome
 
     async with build_worker(client, task_queue=queue, provider=provider, ledger=ledger):
         handles = [

@@ -16,6 +16,7 @@ from common.settings import ReconcilerSettings
 from emulator.testing import EmulatorHandle
 from ledger import CostEvent
 from tests.fixtures.stack import Stack, save_history, state_is, wait_for
+from tests.fixtures.temporal import answer, result_of
 from worker import ensure_reconciler_schedule
 from workflows import (
     RECONCILER_SCHEDULE_ID,
@@ -48,7 +49,7 @@ async def reconcile(
         id=f"reconcile-{uuid.uuid4().hex[:8]}",
         task_queue=stack.task_queue,
     )
-    result = await handle.result()
+    result = await result_of(handle)
     if history:
         await save_history(handle, history)
     return result
@@ -60,14 +61,14 @@ async def test_strays_are_killed_and_billed_once_live_sessions_left_alone(rstack
     # A live session (paused at a gate: its sandbox is listed, paused, and must survive).
     live = await rstack.start()
     status = await wait_for(live, state_is("running"), what="live session running")
-    await live.execute_update(SandboxSession.request_gate, GateRequest(gate="deploy"))
+    await answer(live.execute_update(SandboxSession.request_gate, GateRequest(gate="deploy")))
     await wait_for(live, state_is("paused"), what="live session paused")
     live_sandbox = status.sandbox_id
     # A session that finished normally, plus a second sandbox of its own nobody knows of.
     done = await rstack.start()
     await wait_for(done, state_is("running"), what="second session running")
     await done.signal(SandboxSession.finish)
-    await done.result()
+    await result_of(done)
     done_id = done.id.removeprefix("session-")
     leaked = await make_stray(emu, done_id)
     # A sandbox of a session that never existed.
@@ -120,10 +121,12 @@ async def test_strays_are_killed_and_billed_once_live_sessions_left_alone(rstack
     assert sum(1 for e in rows if e.session_id == done_id) == 2  # its sandbox and the leak
 
     # The live session still works, and ends billed once.
-    await live.execute_update(SandboxSession.approve_gate, GateDecision(gate="deploy", by="ana"))
+    await answer(
+        live.execute_update(SandboxSession.approve_gate, GateDecision(gate="deploy", by="ana"))
+    )
     await wait_for(live, state_is("running"), what="live session resumed")
     await live.signal(SandboxSession.finish)
-    await live.result()
+    await result_of(live)
     assert emu.live_sandboxes() == []
     assert len(await ledger.events(session_id=live.id.removeprefix("session-"))) == 1
 
@@ -163,8 +166,8 @@ async def _newest_run_result(
         actions = (await handle.describe()).info.recent_actions
         if len(actions) > after:
             started = max(actions, key=lambda a: a.started_at).action
-            return await client.get_workflow_handle(
-                started.workflow_id, result_type=ReconcileResult
-            ).result()
+            return await result_of(
+                client.get_workflow_handle(started.workflow_id, result_type=ReconcileResult)
+            )
         await asyncio.sleep(0.1)
     raise AssertionError("the schedule never started a pass")

@@ -19,16 +19,19 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from temporalio.api.common.v1 import Payload
 from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
+from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from sessions import SessionClient
+from tests.fixtures import temporal
 from tests.fixtures.security import failed_workflow_tasks
 from tests.fixtures.stack import Stack, state_is, status_of, wait_for
 
@@ -71,9 +74,24 @@ def accepted(text: str) -> tuple[str, str]:
     return ("accepted", text)
 
 
+SECRET = "sk-never-echoed"
+"""Planted in malformed payloads: no answer and no log line may quote it."""
 NOT_OBJECT = "signal ignored: the payload must be one JSON object"
 UNICODE_GATE = {"gate": GATE, "title": TITLE}
 UNICODE_DECISION = {"gate": GATE, "by": BY, "comment": "ok ✓ — ship it 👍"}
+
+
+def _json(data: bytes) -> RawValue:
+    """A raw `json/plain` payload: what `temporal workflow start --input` sends, valid or not."""
+    return RawValue(Payload(metadata={"encoding": b"json/plain"}, data=data))
+
+
+def _with_session(arg: Any, session_id: str) -> Any:
+    if isinstance(arg, RawValue) and b"%s" in arg.payload.data:
+        data = arg.payload.data.replace(b"%s", session_id.encode())
+        return RawValue(Payload(metadata=dict(arg.payload.metadata), data=data))
+    return arg
+
 
 ROWS = [
     # ------------------------------------------------ signals: malformed / wrong-typed
@@ -211,10 +229,72 @@ ROWS = [
         refused("command: String should have at least 1 character"),
     ),
     Row(
+        "exec-nul-command",
+        "running",
+        update("exec", {"command": "echo a\x00b"}),
+        refused("invalid exec request: command: contains a NUL byte"),
+    ),
+    Row(
         "exec-oversized-command",
         "running",
         update("exec", {"command": "x" * (128 * 1024 + 1)}),
         refused("command: String should have at most 131072 characters"),
+    ),
+    # ------------------------------------------------ payloads the SDK cannot decode
+    Row(
+        "exec-bytes",
+        "running",
+        update("exec", b"sk-never-echoed"),
+        refused("invalid exec request: the payload must be one JSON object"),
+    ),
+    Row(
+        "exec-not-json",
+        "running",
+        update("exec", _json(b'{"command": "true", "env": {"K": "sk-never-echoed')),
+        refused("invalid exec request: the payload is not valid JSON (malformed or truncated)"),
+    ),
+    Row(
+        "exec-nested-json",
+        "running",
+        update("exec", _json(b'{"command": "true", "env": ' + b"[" * 300 + b"]" * 300 + b"}")),
+        refused("invalid exec request: the payload's JSON is nested too deeply"),
+    ),
+    Row(
+        "exec-infinite-timeout",
+        "running",
+        update("exec", _json(b'{"command": "true", "timeout_seconds": Infinity}')),
+        refused("timeout_seconds: Input should be a finite number"),
+    ),
+    Row(
+        "signal-not-json",
+        "running",
+        signal("approve", _json(b'{"gate": "g", "by": "sk-never-echoed')),
+        ignored("approve signal ignored: the payload is not valid JSON (malformed or truncated)"),
+    ),
+    Row(
+        "signal-bytes",
+        "running",
+        signal("finish", b"\x00\x01"),
+        ignored("finish signal ignored: the payload must be one JSON object"),
+    ),
+    # ------------------------------------------------ text is data
+    Row(
+        "update-title-escape",
+        "running",
+        update("request_gate", {"gate": "g", "title": "ok\x1b]0;pwned\x07"}),
+        refused("title: title contains control characters"),
+    ),
+    Row(
+        "update-comment-escape",
+        "running",
+        update("approve_gate", {"gate": "g", "by": "ana", "comment": "fine\r\x1b[2K"}),
+        refused("comment: comment contains control characters"),
+    ),
+    Row(
+        "update-by-bidi",
+        "running",
+        update("approve_gate", {"gate": "g", "by": "ana\u202e"}),
+        refused("by: gate and by contains control characters"),
     ),
     Row(
         "update-unknown-name",
@@ -317,7 +397,7 @@ class PhaseSessions:
         for handle in self.opened:
             if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
                 await handle.signal("finish", {})
-                await handle.result()
+                await temporal.result_of(handle)
 
     async def walk_to(self, phase: str) -> WorkflowHandle[Any, Any]:
         handle = await self.stack.start(env_vars={"KEEP": "me"})
@@ -339,7 +419,7 @@ async def send(handle: WorkflowHandle[Any, Any], row: Row) -> tuple[str, str]:
         if kind == "signal":
             await handle.signal(name, args=list(payloads))
             return ("sent", "")
-        result = await handle.execute_update(name, args=list(payloads))
+        result = await temporal.answer(handle.execute_update(name, args=list(payloads)))
     except WorkflowUpdateFailedError as err:
         return ("refused", str(err.cause))
     except RPCError as err:
@@ -352,6 +432,7 @@ async def send_row(
 ) -> None:
     got_kind, got = await send(handle, row)
     want_kind, want = row.answer
+    assert SECRET not in got, (row.id, got)
     if (got_kind, want_kind) == ("sent", "accepted"):
         got_kind = "accepted"  # a signal is accepted once Temporal has it
     if want_kind == "ignored":
@@ -360,10 +441,11 @@ async def send_row(
         assert status.state == STATE_OF_PHASE[row.phase], (row.id, status)
         if want:
             await wait_for_log(records, want, row.id)
+        assert not [r for r in records if SECRET in r.getMessage()], row.id
     else:
         assert (got_kind, want in got) == (want_kind, True), (row.id, got_kind, got)
     if row.then == "ended":
-        result = await handle.result()
+        result = await temporal.result_of(handle)
         assert result.outcome == "finished" and result.cost_recorded
         rows = await stack.ledger.events(session_id=result.status.session_id)
         assert len(rows) == 1, rows
@@ -404,13 +486,14 @@ async def test_messages_racing_finish_are_refused_clearly(stack: Stack) -> None:
         row = Row("finish-race", "running", update(name, payload), refused(""))
         kind, text = await send(handle, row)
         assert kind == "refused" and any(c in text for c in clear), (name, text)
-    result = await handle.result()
+    result = await temporal.result_of(handle)
     assert len(await stack.ledger.events(session_id=result.status.session_id)) == 1
     assert result.status.gates == []
     assert await failed_workflow_tasks(handle) == []
 
 
 # ---------------------------------------------------------------- the workflow's input
+
 
 START_ROWS = [
     (
@@ -431,14 +514,93 @@ START_ROWS = [
     (
         "start-negative-keep-alive",
         {"keep_alive_interval_seconds": -1},
-        "keep_alive_interval_seconds: Input should be greater than 0",
+        "keep_alive_interval_seconds: Input should be greater than or equal to 1",
+    ),
+    # numbers that would overflow a timer, or are not numbers at all
+    (
+        "start-huge-keep-alive",
+        {"keep_alive_interval_seconds": 1e14},
+        "keep_alive_interval_seconds: Input should be less than or equal to 86400",
+    ),
+    (
+        "start-huge-gate-ceiling",
+        {"gate_ceiling_seconds": 1e300},
+        "gate_ceiling_seconds: Input should be less than or equal to 31536000",
+    ),
+    (
+        "start-infinite-keep-alive",
+        (
+            _json(
+                b'{"session_id": "%s", "org_id": "acme", "keep_alive_interval_seconds": Infinity}'
+            ),
+        ),
+        "keep_alive_interval_seconds: Input should be a finite number",
+    ),
+    (
+        "start-nan-gate-ceiling",
+        (_json(b'{"session_id": "%s", "org_id": "acme", "gate_ceiling_seconds": NaN}'),),
+        "gate_ceiling_seconds: Input should be a finite number",
+    ),
+    (
+        "start-huge-events",
+        {"continue_as_new_after_events": 10**30},
+        "continue_as_new_after_events: Input should be less than or equal to 1000000",
+    ),
+    # payloads that are not JSON: undecodable inside the SDK, they used to fail every task
+    ("start-not-json", (_json(b"not json {"),), "not valid JSON"),
+    (
+        "start-truncated-json",
+        (_json(b'{"session_id": "%s", "org_id": "acme", "env_vars": {"K": "sk-never-echoed'),),
+        "not valid JSON (malformed or truncated)",
+    ),
+    ("start-nested-json", (_json(b"[" * 300 + b"]" * 300),), "nested too deeply"),
+    ("start-bytes", (b"sk-never-echoed",), "the payload must be one JSON object"),
+    (
+        "start-unknown-encoding",
+        (RawValue(Payload(metadata={"encoding": b"json/sk-never-echoed"}, data=b"{}")),),
+        "is not JSON",
+    ),
+    # text is data: no control characters in ids
+    ("start-org-escape", {"org_id": "acme\x1b[31m"}, "org_id: the id contains control characters"),
+    (
+        "start-issue-newline",
+        {"issue_id": "ISS-1\nforged line"},
+        "issue_id: the id contains control characters",
+    ),
+    (
+        "start-issue-bidi",
+        {"issue_id": "ISS-\u202e1"},
+        "issue_id: the id contains control characters",
+    ),
+    # identity and integrity: the input must name this workflow's session, carry is internal
+    (
+        "start-other-session",
+        {"session_id": "someone-else"},
+        "session_id 'someone-else' does not match the workflow id",
+    ),
+    (
+        "start-forged-carry",
+        {
+            "carry": {
+                "state": "running",
+                "handle": {
+                    "sandbox_id": "never-created",
+                    "template_id": "base",
+                    "started_at": "2000-01-01T00:00:00Z",
+                },
+                "gates": [],
+                "segments": [{"state": "running", "start": "2000-01-01T00:00:00Z"}],
+            }
+        },
+        "carry is set only by the session's own continue-as-new",
     ),
     (
         "start-oversized-org",
         {"org_id": "o" * 300},
         "org_id: String should have at most 200 characters",
     ),
-    ("start-not-object", "x", "payload: Input should be a valid dictionary"),
+    ("start-not-object", "x", "the payload must be one JSON object"),
+    ("start-two-inputs", ({"session_id": "x", "org_id": "a"}, {}), "takes one argument"),
     ("start-null", None, "the payload must be one JSON object"),
     ("start-no-input", (), "the payload must be one JSON object"),
 ]
@@ -454,11 +616,12 @@ async def test_start_input(stack: Stack, payload: Any, answer: str) -> None:
         args = [{"session_id": session_id, "org_id": "acme", **payload}]
     else:
         args = list(payload) if isinstance(payload, tuple) else [payload]
+        args = [_with_session(a, session_id) for a in args]
     handle = await stack.client.start_workflow(
         "SandboxSession", args=args, id=f"session-{session_id}", task_queue=stack.task_queue
     )
     with pytest.raises(WorkflowFailureError) as err:
-        await handle.result()
+        await temporal.result_of(handle)
     cause = err.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput"
     assert answer in cause.message and "sk-never-echoed" not in cause.message

@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
-import socket
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from common.codec import KEYS_ENV, EncryptionCodec, PayloadKeyError, data_converter
 from common.errors import ConfigError
 from common.settings import parse_keys
-from emulator.server import _Server as QuietServer  # uvicorn without signal handling
 from ledger import Ledger
 from sessions.codec_server import build_app
 from tests.fixtures.cli import Cli
@@ -33,19 +28,28 @@ from tests.fixtures.security import (
     metadata,
     new_key,
     payloads_of,
+    serving_http,
 )
 from tests.fixtures.stack import Stack, serve_stack, state_is, wait_for
-from tests.fixtures.temporal import temporal_binary
+from tests.fixtures.temporal import answer, result_of, temporal_binary
 from workflows import ExecRequest, GateDecision, GateRequest, SandboxSession
 
 KEY_MATERIAL = new_key()
 
 
 def run_payloads(history: dict[str, Any]) -> list[dict[str, Any]]:
-    """The payloads our code writes: inputs, results, signals, updates (not headers)."""
+    """The payloads our code writes: inputs, results, signals, updates (not headers, nor the
+    SDK's own `workflow.patched` marker and `TemporalChangeVersion` search attribute, which hold
+    only a patch id, written by the SDK outside the data converter)."""
     out = []
     for event in history["events"]:
         for name, attrs in event.items():
+            if name == "markerRecordedEventAttributes" and attrs.get("markerName") == "core_patch":
+                continue
+            if name == "upsertWorkflowSearchAttributesEventAttributes" and set(
+                attrs.get("searchAttributes", {}).get("indexedFields", {})
+            ) <= {"TemporalChangeVersion"}:
+                continue
             if name.endswith("Attributes"):
                 kept = {k: v for k, v in attrs.items() if k not in ("header", "memo")}
                 out.extend(payloads_of(kept))
@@ -98,7 +102,7 @@ async def test_without_keys_env_vars_are_plain_text_in_history(stack: Stack) -> 
     texts = history_texts(await history_dict(handle))
     assert any(secret in t for t in texts)
     await handle.signal("finish", {})
-    await handle.result()
+    await result_of(handle)
 
 
 async def test_with_a_key_history_holds_only_encrypted_payloads(secure_stack: Stack) -> None:
@@ -106,16 +110,18 @@ async def test_with_a_key_history_holds_only_encrypted_payloads(secure_stack: St
     secret = f"sk-enc-{uuid.uuid4().hex}"
     handle = await stack.start(env_vars={"OPENAI_API_KEY": secret})
     await wait_for(handle, state_is("running"))
-    out = await handle.execute_update(
-        SandboxSession.exec, ExecRequest(command='printf %s "$OPENAI_API_KEY" | wc -c')
+    out = await answer(
+        handle.execute_update(
+            SandboxSession.exec, ExecRequest(command='printf %s "$OPENAI_API_KEY" | wc -c')
+        )
     )
     assert out.stdout.strip() == str(len(secret))  # the sandbox got the real value
-    await handle.execute_update(SandboxSession.request_gate, GateRequest(gate="ship"))
+    await answer(handle.execute_update(SandboxSession.request_gate, GateRequest(gate="ship")))
     await wait_for(handle, state_is("paused"))
     await handle.signal("approve", {"gate": "ship", "by": "ana"})
     await wait_for(handle, state_is("running"))
     await handle.signal("finish", {})
-    result = await handle.result()
+    result = await result_of(handle)
     assert result.outcome == "finished" and result.cost_recorded
 
     history = await history_dict(handle)
@@ -137,22 +143,26 @@ async def test_rotation_reads_old_payloads_and_writes_with_the_new_key(
     async with serve_stack(old, emulator, ledger, queue) as stack:
         handle = await stack.start(env_vars={"TOKEN": "t0k3n"})
         await wait_for(handle, state_is("running"))
-        await handle.execute_update(SandboxSession.request_gate, GateRequest(gate="g"))
+        await answer(handle.execute_update(SandboxSession.request_gate, GateRequest(gate="g")))
         await wait_for(handle, state_is("paused"))
     # A new worker and client with the keys rotated: k2 encrypts, k1 still decrypts.
     new = await connect_with_keys(temporal_env, f"{k2},{k1}")
     async with serve_stack(new, emulator, ledger, queue):
         handle = new.get_workflow_handle(handle.id)
-        await handle.execute_update(SandboxSession.approve_gate, GateDecision(gate="g", by="x"))
+        await answer(
+            handle.execute_update(SandboxSession.approve_gate, GateDecision(gate="g", by="x"))
+        )
         await wait_for(handle, state_is("running"))
-        out = await handle.execute_update(SandboxSession.exec, ExecRequest(command="echo $TOKEN"))
+        out = await answer(
+            handle.execute_update(SandboxSession.exec, ExecRequest(command="echo $TOKEN"))
+        )
         assert out.stdout == "t0k3n\n"
         # A client whose keys lack the one a payload names: a clear error, no garbage.
         stale = await cli("status", handle.id.removeprefix("session-"), env={KEYS_ENV: k1})
         line = stale.one_error_line()
         assert "cannot decrypt a payload encrypted with key id 'k2'" in line, line
         await handle.signal("finish", {})
-        await handle.result()
+        await result_of(handle)
 
     events = (await history_dict(handle))["events"]
     first, last = events[0], events[-1]
@@ -180,7 +190,7 @@ async def test_the_codec_server_lets_the_temporal_cli_read_a_history(
     handle = await secure_stack.start(env_vars={"OPENAI_API_KEY": secret})
     await wait_for(handle, state_is("running"))
     await handle.signal("finish", {})
-    await handle.result()
+    await result_of(handle)
 
     codec = data_converter(KEYS).payload_codec
     assert isinstance(codec, EncryptionCodec)
@@ -218,21 +228,6 @@ async def temporal_cli(*args: str) -> str:
     return out.decode(errors="replace")
 
 
-@contextlib.asynccontextmanager
-async def serving_http(app: Any) -> AsyncIterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = QuietServer(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
 async def test_failure_messages_are_encrypted_too(secure_stack: Stack) -> None:
     session_id = f"enc-{uuid.uuid4().hex[:8]}"
     handle = await secure_stack.client.start_workflow(
@@ -242,7 +237,7 @@ async def test_failure_messages_are_encrypted_too(secure_stack: Stack) -> None:
         task_queue=secure_stack.task_queue,
     )
     with pytest.raises(WorkflowFailureError) as err:
-        await handle.result()
+        await result_of(handle)
     assert "pool.bogus: Extra inputs are not permitted" in str(err.value.cause)
     texts = history_texts(await history_dict(handle))
     assert not any("pool.bogus" in t or "sk-in-a-failure" in t for t in texts)

@@ -30,6 +30,7 @@ from tests.fixtures.security import (
 )
 from tests.fixtures.stack import serve_stack, state_is, wait_for
 from tests.fixtures.telemetry import MemoryTelemetry
+from tests.fixtures.temporal import answer, result_of
 from workflows import ExecRequest, GateDecision, GateRequest, SandboxSession
 
 CHECK = 'printf %s "$OPENAI_API_KEY$DB_PASSWORD" | sha256sum'
@@ -80,16 +81,20 @@ async def test_in_process_session_leaks_nothing(
     async with serve_stack(client, emulator, ledger) as stack:
         handle = await stack.start(env_vars={"OPENAI_API_KEY": api_key})
         await wait_for(handle, state_is("running"))
-        out = await handle.execute_update(
-            SandboxSession.exec, ExecRequest(command=CHECK, env={"DB_PASSWORD": password})
+        out = await answer(
+            handle.execute_update(
+                SandboxSession.exec, ExecRequest(command=CHECK, env={"DB_PASSWORD": password})
+            )
         )
         assert out.stdout.split()[0] == digest(api_key, password)
-        await handle.execute_update(SandboxSession.request_gate, GateRequest(gate="merge"))
+        await answer(handle.execute_update(SandboxSession.request_gate, GateRequest(gate="merge")))
         await wait_for(handle, state_is("paused"))
-        await handle.execute_update(SandboxSession.approve_gate, GateDecision(gate="merge", by="a"))
+        await answer(
+            handle.execute_update(SandboxSession.approve_gate, GateDecision(gate="merge", by="a"))
+        )
         await wait_for(handle, state_is("running"))
         await handle.signal("finish", {})
-        result = await handle.result()
+        result = await result_of(handle)
     assert result.outcome == "finished" and result.cost_recorded
 
     history = history_texts(await history_dict(handle))

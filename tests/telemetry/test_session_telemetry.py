@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 import telemetry
+from common.codec import data_converter
 from ledger import Ledger
 from provider import E2BSandboxProvider, ExecInput, SandboxRef, StaticCredentialSource
 from provider.errors import SandboxGone
@@ -31,6 +31,7 @@ from telemetry.instruments import (
 )
 from tests.fixtures.stack import state_is, wait_for
 from tests.fixtures.telemetry import MemoryTelemetry, SdkMetrics, attr
+from tests.fixtures.temporal import answer, result_of
 from worker import build_worker
 from workflows import ExecRequest, SandboxSession, SessionInput, workflow_id_for
 
@@ -50,7 +51,7 @@ async def traced(
     SDK metrics (and the workflows' own) kept in `sdk_metrics`."""
     client = await Client.connect(
         temporal_env.client.service_client.config.target_host,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
         interceptors=telemetry.with_tracing([]),
         runtime=sdk_metrics.runtime,
     )
@@ -101,8 +102,10 @@ async def test_one_session_yields_the_span_tree_and_metrics_equal_to_the_ledger(
     sandbox_id = status.sandbox_id
     assert mem.value("sandboxes.running", **{ORG: org}) == 1
 
-    done = await handle.execute_update(
-        SandboxSession.exec, ExecRequest(command='test -n "$API_TOKEN" && echo "has token"')
+    done = await answer(
+        handle.execute_update(
+            SandboxSession.exec, ExecRequest(command='test -n "$API_TOKEN" && echo "has token"')
+        )
     )
     assert done.stdout.strip() == "has token"
 
@@ -121,7 +124,7 @@ async def test_one_session_yields_the_span_tree_and_metrics_equal_to_the_ledger(
         what="second gate timed out",
     )
     await handle.signal("finish", {})
-    result = await handle.result()
+    result = await result_of(handle)
     assert result.cost_recorded
 
     # Metrics: the ledger's row, exactly, and the gauges back to zero.

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from bench.replay import load_history
+from common.codec import data_converter
 from common.errors import ConfigError
 from common.settings import TelemetrySettings
 from telemetry import build
@@ -119,13 +119,13 @@ async def test_replaying_history_records_no_gate_metric(sdk_metrics: SdkMetrics)
     before = len(sdk_metrics.values(GATE_WAIT))
     replayer = Replayer(
         workflows=[SandboxSession],
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
         workflow_runner=workflow_runner(),
         runtime=sdk_metrics.runtime,
     )
     for name in ("two_gates", "gate_timeout_reject", "reject"):
         path = HISTORIES / f"{name}.json"
-        await replayer.replay_workflow(WorkflowHistory.from_json(name, path.read_text()))
+        await replayer.replay_workflow(load_history(path))
     assert len(sdk_metrics.values(GATE_WAIT)) == before
 
 

@@ -24,6 +24,7 @@ from telemetry.temporal import with_tracing
 from tests.fixtures.cli import clean_env
 from tests.fixtures.stack import state_is, wait_for
 from tests.fixtures.telemetry import MemoryTelemetry, OtlpReceiver
+from tests.fixtures.temporal import result_of
 from workflows import SandboxSession, SessionInput, workflow_id_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,7 +116,7 @@ async def test_worker_process_exports_spans_and_metrics_and_answers_probes(
         await handle.signal("approve", {"gate": "ship", "by": "ana"})
         await wait_for(handle, state_is("running"), what="resumed")
         await handle.signal("finish", {})
-        await handle.result()
+        await result_of(handle)
         (root,) = [
             s
             for s in memory_telemetry.spans()

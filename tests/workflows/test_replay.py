@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from bench.replay import load_history
+from common.codec import data_converter
 from worker import workflow_runner
 from workflows import SandboxSession, StraySandboxReconciler
 
@@ -37,6 +37,8 @@ def test_histories_cover_every_path() -> None:
         "sandbox_lost_while_paused",
         "failure_after_provision",
         "continue_as_new",
+        "continue_as_new_at_gate",
+        "cancel_during_finish",
         "reconciler_pass",
     }
     assert expected <= names, f"missing histories: {sorted(expected - names)}"
@@ -44,10 +46,10 @@ def test_histories_cover_every_path() -> None:
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    history = load_history(path)
     replayer = Replayer(
         workflows=[SandboxSession, StraySandboxReconciler],
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
         workflow_runner=workflow_runner(),
     )
     await replayer.replay_workflow(history)

@@ -14,6 +14,7 @@ from temporalio.exceptions import CancelledError
 
 from provider.models import PoolConfig
 from tests.fixtures.stack import Stack, save_history, state_is, status_of, wait_for
+from tests.fixtures.temporal import answer, result_of
 from workflows import ExecRequest, GateDecision, GateRequest, SandboxSession
 
 
@@ -52,9 +53,11 @@ async def test_happy_path_runs_pauses_at_gate_and_bills_running_time_only(stack:
     sandbox_id = status.sandbox_id
     assert sandbox_id and await sandbox_state(stack, sandbox_id) == "running"
 
-    result = await handle.execute_update(
-        SandboxSession.exec,
-        ExecRequest(command='echo "$GREETING, $WHO" | tr a-z A-Z', env={"WHO": "ana"}),
+    result = await answer(
+        handle.execute_update(
+            SandboxSession.exec,
+            ExecRequest(command='echo "$GREETING, $WHO" | tr a-z A-Z', env={"WHO": "ana"}),
+        )
     )
     assert (result.exit_code, result.stdout.strip()) == (0, "HELLO, ANA")
 
@@ -69,7 +72,7 @@ async def test_happy_path_runs_pauses_at_gate_and_bills_running_time_only(stack:
     assert (gate.state, gate.decided_by, gate.comment) == ("approved", "ana", "ship it")
 
     await handle.signal("finish", {})
-    outcome = await handle.result()
+    outcome = await result_of(handle)
     assert outcome.outcome == "finished" and outcome.cost_recorded
     assert outcome.status.state == "finished"
     assert await sandbox_state(stack, sandbox_id) is None
@@ -86,15 +89,17 @@ async def test_happy_path_runs_pauses_at_gate_and_bills_running_time_only(stack:
 async def test_two_gates_queue_and_keep_their_history(stack: Stack) -> None:
     handle = await stack.start()
     await wait_for(handle, state_is("running"))
-    first = await handle.execute_update(SandboxSession.request_gate, GateRequest(gate="plan"))
+    first = await answer(
+        handle.execute_update(SandboxSession.request_gate, GateRequest(gate="plan"))
+    )
     assert first.state == "waiting"
     await handle.signal("request_approval", {"gate": "merge", "title": "Merge the PR"})
     await wait_for(handle, state_is("paused"))
     status = await status_of(handle)
     assert [g.gate for g in status.gates] == ["plan", "merge"]
 
-    approved = await handle.execute_update(
-        SandboxSession.approve_gate, GateDecision(gate="plan", by="bo")
+    approved = await answer(
+        handle.execute_update(SandboxSession.approve_gate, GateDecision(gate="plan", by="bo"))
     )
     assert approved.state == "approved" and approved.decided_by == "bo"
     # The queued gate takes over: the sandbox is paused again for it.
@@ -110,7 +115,7 @@ async def test_two_gates_queue_and_keep_their_history(stack: Stack) -> None:
         ("merge", "approved", "cy"),
     ]
     await handle.signal("finish", {})
-    result = await handle.result()
+    result = await result_of(handle)
     assert result.status.paused_seconds > 0
     await save_history(handle, "two_gates")
 
@@ -120,15 +125,19 @@ async def test_reject_resumes_and_records_who(stack: Stack) -> None:
     await wait_for(handle, state_is("running"))
     await handle.signal("request_approval", {"gate": "rm-rf"})
     await wait_for(handle, state_is("paused"))
-    gate = await handle.execute_update(
-        SandboxSession.reject_gate, GateDecision(gate="rm-rf", by="dee", comment="too risky")
+    gate = await answer(
+        handle.execute_update(
+            SandboxSession.reject_gate, GateDecision(gate="rm-rf", by="dee", comment="too risky")
+        )
     )
     assert (gate.state, gate.comment) == ("rejected", "too risky")
     await wait_for(handle, state_is("running"))
-    out = await handle.execute_update(SandboxSession.exec, ExecRequest(command="echo alive"))
+    out = await answer(
+        handle.execute_update(SandboxSession.exec, ExecRequest(command="echo alive"))
+    )
     assert out.stdout == "alive\n"
     await handle.signal("finish", {})
-    await handle.result()
+    await result_of(handle)
     await save_history(handle, "reject")
 
 
@@ -136,15 +145,21 @@ async def test_unknown_or_decided_gate_is_refused_by_the_update(stack: Stack) ->
     handle = await stack.start()
     await wait_for(handle, state_is("running"))
     with pytest.raises(WorkflowUpdateFailedError) as err:
-        await handle.execute_update(SandboxSession.approve_gate, GateDecision(gate="nope", by="x"))
+        await answer(
+            handle.execute_update(SandboxSession.approve_gate, GateDecision(gate="nope", by="x"))
+        )
     assert "unknown gate 'nope'" in str(err.value.cause)
-    await handle.execute_update(SandboxSession.request_gate, GateRequest(gate="g1"))
+    await answer(handle.execute_update(SandboxSession.request_gate, GateRequest(gate="g1")))
     with pytest.raises(WorkflowUpdateFailedError) as err:
-        await handle.execute_update(SandboxSession.request_gate, GateRequest(gate="g1"))
+        await answer(handle.execute_update(SandboxSession.request_gate, GateRequest(gate="g1")))
     assert "already requested" in str(err.value.cause)
-    await handle.execute_update(SandboxSession.approve_gate, GateDecision(gate="g1", by="x"))
+    await answer(
+        handle.execute_update(SandboxSession.approve_gate, GateDecision(gate="g1", by="x"))
+    )
     with pytest.raises(WorkflowUpdateFailedError) as err:
-        await handle.execute_update(SandboxSession.reject_gate, GateDecision(gate="g1", by="y"))
+        await answer(
+            handle.execute_update(SandboxSession.reject_gate, GateDecision(gate="g1", by="y"))
+        )
     assert "already approved by x" in str(err.value.cause)
     # A malformed or unknown plain signal is logged and ignored: the session carries on.
     await handle.signal("approve", {"gate": "nope", "by": "x"})
@@ -152,24 +167,24 @@ async def test_unknown_or_decided_gate_is_refused_by_the_update(stack: Stack) ->
     await handle.signal("request_approval", {"gate": ""})
     await wait_for(handle, state_is("running"))
     await handle.signal("finish", {})
-    result = await handle.result()
+    result = await result_of(handle)
     assert [g.gate for g in result.status.gates] == ["g1"]
 
 
 async def test_exec_while_paused_is_refused_clearly(stack: Stack) -> None:
     handle = await stack.start()
     await wait_for(handle, state_is("running"))
-    out = await handle.execute_update(SandboxSession.exec, ExecRequest(command="exit 3"))
+    out = await answer(handle.execute_update(SandboxSession.exec, ExecRequest(command="exit 3")))
     assert out.exit_code == 3
     await handle.signal("request_approval", {"gate": "hold"})
     await wait_for(handle, state_is("paused"))
     with pytest.raises(WorkflowUpdateFailedError) as err:
-        await handle.execute_update(SandboxSession.exec, ExecRequest(command="echo hi"))
+        await answer(handle.execute_update(SandboxSession.exec, ExecRequest(command="echo hi")))
     assert "paused at gate 'hold'" in str(err.value.cause)
     await handle.signal("approve", {"gate": "hold", "by": "ana"})
     await wait_for(handle, state_is("running"))
     await handle.signal("finish", {})
-    await handle.result()
+    await result_of(handle)
     await save_history(handle, "exec_refused_while_paused")
 
 
@@ -185,7 +200,7 @@ async def test_gate_timeout_follows_its_policy(stack: Stack, policy: str) -> Non
             handle, lambda s: gate_state(s, "late") == "timed_out" and s.state == "running"
         )
         await handle.signal("finish", {})
-    result = await handle.result()
+    result = await result_of(handle)
     assert gate_state(result.status, "late") == "timed_out"
     assert result.outcome == "finished"
     assert await sandbox_state(stack, status.sandbox_id or "") is None
@@ -202,7 +217,7 @@ async def test_three_day_gate_costs_only_the_running_time(skipping_stack: Stack)
         "request_approval",
         {"gate": "weekend", "timeout_seconds": 3 * 86400, "on_timeout": "terminate"},
     )
-    result = await handle.result()  # time skips while the gate waits
+    result = await result_of(handle)  # time skips while the gate waits
     gate = result.status.gates[0]
     assert gate.state == "timed_out"
     assert gate.decided_at and gate.decided_at - gate.requested_at >= timedelta(days=3)
@@ -221,7 +236,7 @@ async def test_cancel_terminates_and_bills_once(stack: Stack, where: str) -> Non
         await wait_for(handle, state_is("paused"))
     await handle.cancel()
     with pytest.raises(WorkflowFailureError) as err:
-        await handle.result()
+        await result_of(handle)
     assert isinstance(err.value.cause, CancelledError)
     assert await sandbox_state(stack, status.sandbox_id or "") is None
     cost = await the_cost(stack, status.session_id)
@@ -238,7 +253,7 @@ async def test_sandbox_lost_while_paused_fails_the_session_and_still_bills(stack
     await kill_out_of_band(stack, status.sandbox_id or "")  # e.g. E2B's retention ended
     await handle.signal("approve", {"gate": "g", "by": "ana"})
     with pytest.raises(WorkflowFailureError) as err:
-        await handle.result()
+        await result_of(handle)
     assert "SandboxGone" in str(err.value.cause)
     final = await status_of(handle)
     assert final.state == "failed" and final.error and "SandboxGone" in final.error
@@ -252,7 +267,7 @@ async def test_failure_after_provision_runs_the_compensation(stack: Stack) -> No
     status = await wait_for(handle, state_is("running"))
     await kill_out_of_band(stack, status.sandbox_id or "")  # the next keep-alive finds it gone
     with pytest.raises(WorkflowFailureError):
-        await handle.result()
+        await result_of(handle)
     final = await status_of(handle)
     assert final.state == "failed" and "SandboxGone" in (final.error or "")
     assert (await the_cost(stack, status.session_id)).outcome == "failed"
@@ -262,7 +277,7 @@ async def test_failure_after_provision_runs_the_compensation(stack: Stack) -> No
 async def test_provision_failure_ends_failed_without_a_cost(stack: Stack) -> None:
     handle = await stack.start(pool=PoolConfig(templateId="no-such-template"))
     with pytest.raises(WorkflowFailureError):
-        await handle.result()
+        await result_of(handle)
     final = await status_of(handle)
     assert final.state == "failed" and final.sandbox_id is None
     assert "InvalidRequest" in (final.error or "") or "SandboxGone" in (final.error or "")
@@ -274,16 +289,18 @@ async def test_continue_as_new_carries_the_whole_state(stack: Stack) -> None:
     first = await wait_for(handle, state_is("running"))
     first_run = (await handle.describe()).run_id
     for i in range(4):
-        await handle.execute_update(SandboxSession.request_gate, GateRequest(gate=f"g{i}"))
+        await answer(handle.execute_update(SandboxSession.request_gate, GateRequest(gate=f"g{i}")))
         await wait_for(handle, state_is("paused"))
-        await handle.execute_update(SandboxSession.approve_gate, GateDecision(gate=f"g{i}", by="x"))
+        await answer(
+            handle.execute_update(SandboxSession.approve_gate, GateDecision(gate=f"g{i}", by="x"))
+        )
         await wait_for(handle, state_is("running"))
-        await handle.execute_update(SandboxSession.exec, ExecRequest(command=f"echo {i}"))
+        await answer(handle.execute_update(SandboxSession.exec, ExecRequest(command=f"echo {i}")))
     await asyncio.sleep(0.5)
     latest = stack.client.get_workflow_handle_for(SandboxSession.run, handle.id)
     assert (await latest.describe()).run_id != first_run
     await latest.signal("finish", {})
-    result = await latest.result()
+    result = await result_of(latest)
     assert result.status.sandbox_id == first.sandbox_id
     assert [g.state for g in result.status.gates] == ["approved"] * 4
     cost = await the_cost(stack, first.session_id)
@@ -310,4 +327,4 @@ async def test_a_late_keep_alive_never_lets_a_running_sandbox_expire(stack: Stac
     )
     assert after.end_at - before.end_at >= timedelta(seconds=1.5)
     await handle.signal("finish", {})
-    await handle.result()
+    await result_of(handle)

@@ -9,432 +9,46 @@ time skipping off (a session waiting for a human does not spin through keep-aliv
 that needs a timer to fire moves that session's virtual time on with `fast_forward`, so a gate
 that waits three days costs milliseconds. The server skips nothing while an activity is in
 flight, and each timer fired by a skip costs about a second of wall time: keep those few.
+The fake and the rig live in tests/fixtures/session_stubs.py (test_session_guards.py uses them
+too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from datetime import timedelta
 
 import pytest
-import pytest_asyncio
-from temporalio import activity
-from temporalio.api.enums.v1 import EventType
-from temporalio.client import (
-    WorkflowExecutionStatus,
-    WorkflowFailureError,
-    WorkflowHandle,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateHandle,
-    WorkflowUpdateStage,
-)
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, CancelledError
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities.ledger import RecordCostInput, RecordCostResult
 from activities.sandbox import to_application_error
 from ledger.models import CostEvent
-from provider.errors import ProviderAuthError, SandboxGone
-from provider.models import (
-    ExecInput,
-    ExecResult,
-    KeepAliveInput,
-    KeepAliveResult,
-    PauseInput,
-    PauseResult,
-    PoolConfig,
-    ProvisionInput,
-    ProvisionResult,
-    ResumeInput,
-    ResumeResult,
-    RunnerLaunch,
-    SandboxHandle,
-    TerminateInput,
-    TerminateResult,
+from provider.errors import ProviderAuthError
+from provider.models import ExecResult, PoolConfig
+from tests.fixtures.session_stubs import (
+    WAIT,
+    Rig,
+    answer,
+    assert_billed_as_the_sandbox_lived,
+    continue_as_new,
+    eventually,
+    failed_workflow_tasks,
+    failure_of,
+    gone,
+    innermost,
+    one_row,
+    refusal,
+    result_of,
+    start_exec,
+    state_is,
+    status_of,
+    wait_for,
 )
-from worker import workflow_runner
-from workflows import (
-    ExecRequest,
-    GateDecision,
-    GateRequest,
-    SandboxSession,
-    SessionInput,
-    SessionResult,
-    SessionStatus,
-    workflow_id_for,
-)
+from workflows import ExecRequest, GateDecision, GateRequest, SandboxSession
 
 pytestmark = pytest.mark.fast
-
-STEP = timedelta(milliseconds=250)
-"""How long every provider call takes on the fake's clock."""
-WAIT = 15.0
-"""Seconds of wall time any one step may take before the test fails instead of hanging."""
-
-SandboxState = Literal["running", "paused", "gone"]
-
-
-# ---------------------------------------------------------------- the fake E2B and ledger
-
-
-@dataclass
-class FakeSandbox:
-    sandbox_id: str
-    org_id: str
-    template_id: str
-    state: SandboxState
-    transitions: list[tuple[SandboxState, datetime]]
-    killed: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass(frozen=True)
-class Call:
-    name: str
-    input: Any
-    state: SandboxState | None
-    """The sandbox's state when the call arrived (None: no sandbox named)."""
-
-
-def gone(message: str) -> ApplicationError:
-    """What the real activities raise for a sandbox E2B no longer has."""
-    return to_application_error(SandboxGone(message))
-
-
-class FakeE2B:
-    """Stub activities under the real names, over an in-memory E2B and ledger.
-
-    Its clock starts at the current second and moves `STEP` at each provider call, and by
-    `advance()` when a test skips virtual time: every timestamp, so every cost, is known to the
-    millisecond, and stays close to the session's own clock (which `status` counts an open
-    stretch with).
-    """
-
-    def __init__(self) -> None:
-        self.t0 = datetime.now(UTC).replace(microsecond=0)
-        self.now = self.t0
-        self.sandboxes: dict[str, FakeSandbox] = {}
-        self.calls: list[Call] = []
-        self.ledger: dict[tuple[str, str], CostEvent] = {}
-        self.fail: dict[str, Exception] = {}
-        """Activity name → the error every call of it raises."""
-        self.hold_exec: asyncio.Event | None = None
-        """When set, a command runs until this is set or its sandbox is killed."""
-        self.exec_outlives_kill = False
-        """A held command answers only when released, even after its sandbox is killed."""
-        self.exec_running = asyncio.Event()
-        self.hold_keep_alive: asyncio.Event | None = None
-        self.keep_alive_arrived = asyncio.Event()
-        self.hold_terminate: asyncio.Event | None = None
-
-    # ---- helpers for the tests
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-    def called(self, name: str) -> list[Call]:
-        return [c for c in self.calls if c.name == name]
-
-    def names(self) -> list[str]:
-        return [c.name for c in self.calls]
-
-    def only_sandbox(self) -> FakeSandbox:
-        assert len(self.sandboxes) == 1, self.sandboxes
-        return next(iter(self.sandboxes.values()))
-
-    def stretches(self, sandbox_id: str) -> tuple[float, float]:
-        """(running, paused) seconds by the fake's own record of the sandbox's life."""
-        totals = {"running": 0.0, "paused": 0.0, "gone": 0.0}
-        marks = self.sandboxes[sandbox_id].transitions
-        for (state, start), (_, end) in zip(marks, marks[1:], strict=False):
-            totals[state] += (end - start).total_seconds()
-        return totals["running"], totals["paused"]
-
-    def activities(self) -> list[Callable[..., Any]]:
-        return [
-            self.provision_sandbox,
-            self.exec_command,
-            self.pause_sandbox,
-            self.resume_sandbox,
-            self.keep_alive_sandbox,
-            self.terminate_sandbox,
-            self.record_cost,
-        ]
-
-    # ---- internals
-
-    def _tick(self) -> datetime:
-        self.now += STEP
-        return self.now
-
-    def _arrive(self, name: str, inp: Any, sandbox_id: str | None = None) -> FakeSandbox | None:
-        sandbox = self.sandboxes.get(sandbox_id) if sandbox_id else None
-        self.calls.append(Call(name, inp, sandbox.state if sandbox else None))
-        if name in self.fail:
-            raise self.fail[name]
-        return sandbox
-
-    def _enter(self, sandbox: FakeSandbox, state: SandboxState) -> datetime:
-        at = self._tick()
-        sandbox.state = state
-        sandbox.transitions.append((state, at))
-        return at
-
-    def _existing(self, name: str, inp: Any) -> FakeSandbox:
-        sandbox = self._arrive(name, inp, inp.ref.sandbox_id)
-        if sandbox is None or sandbox.state == "gone":
-            raise gone(f"sandbox {inp.ref.sandbox_id} not found")
-        return sandbox
-
-    # ---- the activities
-
-    @activity.defn(name="provision_sandbox")
-    async def provision_sandbox(self, inp: ProvisionInput) -> ProvisionResult:
-        self._arrive("provision_sandbox", inp)
-        sandbox_id = f"sbx-{uuid.uuid4().hex[:10]}"
-        sandbox = FakeSandbox(sandbox_id, inp.org_id, inp.pool.template_id, "running", [])
-        self.sandboxes[sandbox_id] = sandbox
-        started = self._enter(sandbox, "running")
-        handle = SandboxHandle(
-            sandbox_id=sandbox_id, template_id=inp.pool.template_id, started_at=started
-        )
-        runner = None
-        if inp.pool.launch_runner_inline:
-            runner = RunnerLaunch(command=inp.pool.runner_command, pid=4242, log_path="/tmp/r.log")
-        return ProvisionResult(handle=handle, runner=runner)
-
-    @activity.defn(name="exec_command")
-    async def exec_command(self, inp: ExecInput) -> ExecResult:
-        sandbox = self._existing("exec_command", inp)
-        if sandbox.state != "running":  # the workflow must never let this happen
-            raise ApplicationError(
-                f"exec on a {sandbox.state} sandbox", type="InvalidRequest", non_retryable=True
-            )
-        self._tick()
-        if self.hold_exec is not None:
-            self.exec_running.set()
-            ends = [self.hold_exec] if self.exec_outlives_kill else [self.hold_exec, sandbox.killed]
-            waits = [asyncio.ensure_future(e.wait()) for e in ends]
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for w in waits:
-                w.cancel()
-            if not self.hold_exec.is_set():
-                raise gone(f"sandbox {sandbox.sandbox_id} was killed while the command ran")
-        words = inp.command.split()
-        code = int(words[1]) if len(words) == 2 and words[0] == "exit" else 0
-        return ExecResult(
-            exit_code=code,
-            stdout=f"out: {inp.command}",
-            stderr=f"err: exit {code}" if code else "",
-            pid=42,
-        )
-
-    @activity.defn(name="pause_sandbox")
-    async def pause_sandbox(self, inp: PauseInput) -> PauseResult:
-        sandbox = self._existing("pause_sandbox", inp)
-        if sandbox.state == "paused":
-            return PauseResult(paused_at=self._tick(), already_paused=True)
-        return PauseResult(paused_at=self._enter(sandbox, "paused"))
-
-    @activity.defn(name="resume_sandbox")
-    async def resume_sandbox(self, inp: ResumeInput) -> ResumeResult:
-        sandbox = self._existing("resume_sandbox", inp)
-        if sandbox.state == "running":
-            return ResumeResult(resumed_at=self._tick())
-        return ResumeResult(resumed_at=self._enter(sandbox, "running"))
-
-    @activity.defn(name="keep_alive_sandbox")
-    async def keep_alive_sandbox(self, inp: KeepAliveInput) -> KeepAliveResult:
-        sandbox = self._existing("keep_alive_sandbox", inp)
-        if self.hold_keep_alive is not None:
-            self.keep_alive_arrived.set()
-            await self.hold_keep_alive.wait()
-        if sandbox.state != "running":  # E2B answers 404 for a paused sandbox's timeout
-            raise gone(f"sandbox {sandbox.sandbox_id} is not running")
-        return KeepAliveResult(expires_at=self._tick() + timedelta(seconds=inp.timeout_seconds))
-
-    @activity.defn(name="terminate_sandbox")
-    async def terminate_sandbox(self, inp: TerminateInput) -> TerminateResult:
-        sandbox = self._arrive("terminate_sandbox", inp, inp.ref.sandbox_id)
-        if self.hold_terminate is not None:
-            await self.hold_terminate.wait()
-        if sandbox is None or sandbox.state == "gone":
-            return TerminateResult(terminated_at=self._tick(), already_gone=True)
-        at = self._enter(sandbox, "gone")
-        sandbox.killed.set()
-        return TerminateResult(terminated_at=at)
-
-    @activity.defn(name="record_cost")
-    async def record_cost(self, inp: RecordCostInput) -> RecordCostResult:
-        self._arrive("record_cost", inp)
-        event = CostEvent.model_validate(dict(inp.event))  # as the real activity does
-        stored = self.ledger.setdefault((event.session_id, event.sandbox_id), event)
-        return RecordCostResult(inserted=stored is event, event=stored)
-
-
-# ---------------------------------------------------------------- the rig
-
-
-@dataclass
-class Rig:
-    env: WorkflowEnvironment
-    fake: FakeE2B
-    task_queue: str
-
-    async def start(self, **fields: Any) -> WorkflowHandle[Any, SessionResult]:
-        """Start a session with time skipping off; the handle follows continue-as-new."""
-        session_id = f"fast-{uuid.uuid4().hex[:12]}"
-        fields.setdefault("pool", PoolConfig(templateId="base"))
-        inp = SessionInput(session_id=session_id, org_id="acme", issue_id="ISS-1", **fields)
-        with self.env.with_time_skipping_disabled():
-            await self.env.client.start_workflow(
-                SandboxSession.run, inp, id=workflow_id_for(session_id), task_queue=self.task_queue
-            )
-        handle = self.env.client.get_workflow_handle_for(
-            SandboxSession.run, workflow_id_for(session_id)
-        )
-        assert await self.env.get_time_skipping_info(handle) is None  # real time until skipped
-        return handle
-
-    async def running(self, **fields: Any) -> tuple[WorkflowHandle[Any, SessionResult], str]:
-        handle = await self.start(**fields)
-        status = await wait_for(handle, lambda s: s.state == "running", "running")
-        assert status.sandbox_id is not None
-        return handle, status.sandbox_id
-
-    async def skip(self, handle: WorkflowHandle[Any, Any], seconds: float) -> bool:
-        """Move the session's virtual time and the fake's clock on together.
-
-        True when the session reached the target time, False when it ended first.
-        """
-        self.fake.advance(seconds)
-        reached = await asyncio.wait_for(
-            self.env.fast_forward(handle, timedelta(seconds=seconds)), WAIT
-        )
-        if reached:  # and then back to real time: no spinning through keep-alive timers
-            info = await self.env.get_time_skipping_info(handle)
-            assert info is not None and not info.effective_config.enabled, info
-        return reached
-
-
-@pytest_asyncio.fixture
-async def rig(time_skipping_env: WorkflowEnvironment) -> AsyncIterator[Rig]:
-    fake = FakeE2B()
-    task_queue = f"fast-{uuid.uuid4()}"
-    worker = Worker(
-        time_skipping_env.client,
-        task_queue=task_queue,
-        workflows=[SandboxSession],
-        activities=fake.activities(),
-        workflow_runner=workflow_runner(),
-    )
-    async with worker:
-        yield Rig(time_skipping_env, fake, task_queue)
-
-
-async def status_of(handle: WorkflowHandle[Any, Any]) -> SessionStatus:
-    return await handle.query(SandboxSession.status)
-
-
-async def wait_for(
-    handle: WorkflowHandle[Any, Any], predicate: Callable[[SessionStatus], bool], what: str
-) -> SessionStatus:
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while True:
-        status = await status_of(handle)
-        if predicate(status):
-            return status
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last status: {status}")
-        await asyncio.sleep(0.02)
-
-
-def state_is(*states: str) -> Callable[[SessionStatus], bool]:
-    return lambda s: s.state in states
-
-
-async def result_of(handle: WorkflowHandle[Any, SessionResult]) -> SessionResult:
-    return await asyncio.wait_for(handle.result(), WAIT)
-
-
-async def failure_of(handle: WorkflowHandle[Any, Any]) -> BaseException:
-    """The cause of the session's failure (the test fails if it did not fail)."""
-    with pytest.raises(WorkflowFailureError) as info:
-        await asyncio.wait_for(handle.result(), WAIT)
-    assert info.value.cause is not None
-    return info.value.cause
-
-
-async def refusal(call: Any) -> ApplicationError:
-    """Why the workflow refused an update (its validator's error)."""
-    with pytest.raises(WorkflowUpdateFailedError) as info:
-        await asyncio.wait_for(call, WAIT)
-    assert isinstance(info.value.cause, ApplicationError), info.value.cause
-    return info.value.cause
-
-
-async def eventually(predicate: Callable[[], object], what: str) -> None:
-    """Wait until the fake shows `predicate` true."""
-    deadline = asyncio.get_running_loop().time() + WAIT
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
-def innermost(err: BaseException) -> BaseException:
-    while err.__cause__ is not None or getattr(err, "cause", None) is not None:
-        err = getattr(err, "cause", None) or err.__cause__  # type: ignore[assignment]
-    return err
-
-
-async def failed_workflow_tasks(handle: WorkflowHandle[Any, Any]) -> list[Any]:
-    """WorkflowTaskFailed events: each one is a bug (a task that could not complete)."""
-    history = await handle.fetch_history()
-    return [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
-
-
-def one_row(fake: FakeE2B) -> CostEvent:
-    assert len(fake.ledger) == 1, fake.ledger
-    assert len(fake.called("record_cost")) == 1, fake.names()
-    return next(iter(fake.ledger.values()))
-
-
-def assert_billed_as_the_sandbox_lived(fake: FakeE2B, row: CostEvent) -> None:
-    """The row's running and paused seconds are the fake sandbox's own stretches, exactly."""
-    running, paused = fake.stretches(row.sandbox_id)
-    assert (row.running_seconds, row.paused_seconds) == (round(running, 3), round(paused, 3))
-    assert row.wall_seconds == pytest.approx(running + paused, abs=0.001)
-    sandbox = fake.sandboxes[row.sandbox_id]
-    assert row.started_at == sandbox.transitions[0][1]
-    assert (sandbox.state, row.ended_at) == ("gone", sandbox.transitions[-1][1])
-
-
-async def continue_as_new(handle: WorkflowHandle[Any, Any], first_run: str | None) -> None:
-    """Run commands until the session's history is long enough to continue as new."""
-    for _ in range(20):
-        await handle.execute_update(SandboxSession.exec, ExecRequest(command="true"))
-        if (await handle.describe()).run_id != first_run:
-            return
-    raise AssertionError("the session never continued as new")
-
-
-async def start_exec(
-    handle: WorkflowHandle[Any, Any], fake: FakeE2B, command: str = "make test"
-) -> WorkflowUpdateHandle[ExecResult]:
-    """An exec the fake holds running until released or its sandbox is killed."""
-    fake.hold_exec = asyncio.Event()
-    update = await handle.start_update(
-        SandboxSession.exec,
-        ExecRequest(command=command),
-        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-    )
-    await asyncio.wait_for(fake.exec_running.wait(), WAIT)
-    return update
 
 
 # ---------------------------------------------------------------- the happy path
@@ -451,14 +65,16 @@ async def test_happy_path_bills_the_paused_stretch_apart(rig: Rig, via: str) -> 
         {"GREETING": "hello"},
     )
 
-    result = await handle.execute_update(
-        SandboxSession.exec, ExecRequest(command="echo hi", env={"WHO": "ana"}, cwd="/work")
+    result = await answer(
+        handle.execute_update(
+            SandboxSession.exec, ExecRequest(command="echo hi", env={"WHO": "ana"}, cwd="/work")
+        )
     )
     assert result == ExecResult(exit_code=0, stdout="out: echo hi", stderr="", pid=42)
     sent = fake.called("exec_command")[0].input
     assert (sent.ref.sandbox_id, sent.env, sent.cwd) == (sandbox_id, {"WHO": "ana"}, "/work")
     # A non-zero exit is a result, in the contract's shape, whatever the client.
-    raw = await handle.execute_update("exec", {"command": "exit 3"}, result_type=dict)
+    raw = await answer(handle.execute_update("exec", {"command": "exit 3"}, result_type=dict))
     assert {k: raw[k] for k in ("exit_code", "stdout", "stderr")} == {
         "exit_code": 3,
         "stdout": "out: exit 3",
@@ -468,8 +84,10 @@ async def test_happy_path_bills_the_paused_stretch_apart(rig: Rig, via: str) -> 
     if via == "signal":
         await handle.signal("request_approval", {"gate": "deploy", "title": "Deploy to prod"})
     else:
-        gate = await handle.execute_update(
-            SandboxSession.request_gate, GateRequest(gate="deploy", title="Deploy to prod")
+        gate = await answer(
+            handle.execute_update(
+                SandboxSession.request_gate, GateRequest(gate="deploy", title="Deploy to prod")
+            )
         )
         assert (gate.gate, gate.state, gate.title) == ("deploy", "waiting", "Deploy to prod")
     status = await wait_for(handle, state_is("paused"), "paused at the gate")
@@ -512,7 +130,7 @@ async def test_happy_path_bills_the_paused_stretch_apart(rig: Rig, via: str) -> 
 async def test_two_gates_queue_in_order_and_each_pauses(rig: Rig) -> None:
     fake = rig.fake
     handle, _ = await rig.running()
-    await handle.execute_update(SandboxSession.request_gate, GateRequest(gate="plan"))
+    await answer(handle.execute_update(SandboxSession.request_gate, GateRequest(gate="plan")))
     await handle.signal("request_approval", {"gate": "merge"})
     status = await wait_for(handle, state_is("paused"), "paused for plan")
     assert [(g.gate, g.state) for g in status.gates] == [("plan", "waiting"), ("merge", "waiting")]
@@ -525,8 +143,8 @@ async def test_two_gates_queue_in_order_and_each_pauses(rig: Rig) -> None:
     )
     assert unknown.message == "unknown gate 'nope' (gates: plan, merge)"
 
-    approved = await handle.execute_update(
-        SandboxSession.approve_gate, GateDecision(gate="plan", by="bo")
+    approved = await answer(
+        handle.execute_update(SandboxSession.approve_gate, GateDecision(gate="plan", by="bo"))
     )
     assert (approved.state, approved.decided_by) == ("approved", "bo")
     decided = await refusal(
@@ -552,17 +170,21 @@ async def test_two_gates_queue_in_order_and_each_pauses(rig: Rig) -> None:
 async def test_a_gate_decided_before_its_turn_never_pauses(rig: Rig) -> None:
     fake = rig.fake
     handle, _ = await rig.running()
-    await handle.execute_update(SandboxSession.request_gate, GateRequest(gate="plan"))
-    await handle.execute_update(SandboxSession.request_gate, GateRequest(gate="merge"))
+    await answer(handle.execute_update(SandboxSession.request_gate, GateRequest(gate="plan")))
+    await answer(handle.execute_update(SandboxSession.request_gate, GateRequest(gate="merge")))
     await wait_for(handle, state_is("paused"), "paused for plan")
-    await handle.execute_update(SandboxSession.approve_gate, GateDecision(gate="merge", by="cy"))
-    await handle.execute_update(SandboxSession.reject_gate, GateDecision(gate="plan", by="bo"))
+    await answer(
+        handle.execute_update(SandboxSession.approve_gate, GateDecision(gate="merge", by="cy"))
+    )
+    await answer(
+        handle.execute_update(SandboxSession.reject_gate, GateDecision(gate="plan", by="bo"))
+    )
     status = await wait_for(handle, state_is("running"), "resumed")
     assert [(g.gate, g.state) for g in status.gates] == [
         ("plan", "rejected"),
         ("merge", "approved"),
     ]
-    await handle.execute_update(SandboxSession.exec, ExecRequest(command="true"))
+    await answer(handle.execute_update(SandboxSession.exec, ExecRequest(command="true")))
     await handle.signal("finish", {})
     await result_of(handle)
     assert len(fake.called("pause_sandbox")) == 1 and len(fake.called("resume_sandbox")) == 1
@@ -573,13 +195,15 @@ async def test_reject_resumes_the_sandbox(rig: Rig) -> None:
     handle, _ = await rig.running()
     await handle.signal("request_approval", {"gate": "deploy"})
     await wait_for(handle, state_is("paused"), "paused")
-    gate = await handle.execute_update(
-        SandboxSession.reject_gate, GateDecision(gate="deploy", by="ana", comment="not today")
+    gate = await answer(
+        handle.execute_update(
+            SandboxSession.reject_gate, GateDecision(gate="deploy", by="ana", comment="not today")
+        )
     )
     assert (gate.state, gate.decided_by, gate.comment) == ("rejected", "ana", "not today")
     await wait_for(handle, state_is("running"), "resumed after the rejection")
     assert fake.only_sandbox().state == "running"
-    result = await handle.execute_update(SandboxSession.exec, ExecRequest(command="ls"))
+    result = await answer(handle.execute_update(SandboxSession.exec, ExecRequest(command="ls")))
     assert result.stdout == "out: ls"  # the session goes on
     await handle.signal("finish", {})
     assert (await result_of(handle)).outcome == "finished"
@@ -588,9 +212,11 @@ async def test_reject_resumes_the_sandbox(rig: Rig) -> None:
 async def test_gate_timeout_with_reject_policy_resumes_and_goes_on(rig: Rig) -> None:
     fake = rig.fake
     handle, _ = await rig.running()
-    await handle.execute_update(
-        SandboxSession.request_gate,
-        GateRequest(gate="deploy", timeout_seconds=600, on_timeout="reject"),
+    await answer(
+        handle.execute_update(
+            SandboxSession.request_gate,
+            GateRequest(gate="deploy", timeout_seconds=600, on_timeout="reject"),
+        )
     )
     await wait_for(handle, state_is("paused"), "paused")
     assert await rig.skip(handle, 599)  # the timeout counts from the pause: not yet
@@ -602,7 +228,7 @@ async def test_gate_timeout_with_reject_policy_resumes_and_goes_on(rig: Rig) -> 
     assert gate.decided_at is not None
     assert (gate.decided_at - gate.requested_at).total_seconds() >= 600
     assert fake.only_sandbox().state == "running" and len(fake.called("resume_sandbox")) == 1
-    await handle.execute_update(SandboxSession.exec, ExecRequest(command="true"))
+    await answer(handle.execute_update(SandboxSession.exec, ExecRequest(command="true")))
     await handle.signal("finish", {})
     assert (await result_of(handle)).outcome == "finished"
 
@@ -768,7 +394,9 @@ async def test_exec_is_refused_while_paused(rig: Rig) -> None:
     assert not fake.called("exec_command")
     await handle.signal("approve", {"gate": "deploy", "by": "ana"})
     await wait_for(handle, state_is("running"), "resumed")
-    assert (await handle.execute_update(SandboxSession.exec, ExecRequest(command="ls"))).stdout
+    assert (
+        await answer(handle.execute_update(SandboxSession.exec, ExecRequest(command="ls")))
+    ).stdout
     await handle.signal("finish", {})
     await result_of(handle)
 
