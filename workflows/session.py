@@ -662,6 +662,8 @@ def _origin_problem(input: SessionInput) -> str | None:
             f"session_id {input.session_id!r} does not match the workflow id "
             f"{info.workflow_id[:140]!r}: a session runs as workflow {expected!r}"
         )
+    if info.cron_schedule:  # a cron run is started with `continued_run_id` set, like ours
+        return "a session does not run on a cron schedule"
     if input.carry is not None and info.continued_run_id is None:
         return "carry is set only by the session's own continue-as-new, never by a client"
     return None

@@ -1,5 +1,5 @@
 """A small fuzz campaign in the suite: random and targeted hostile traffic with a worker
-SIGKILL, then every invariant of tests/fuzz/engine.py (no wedged workflow, no stray, lost,
+SIGKILL, then every invariant of tests/fuzz/invariants.py (no wedged workflow, no stray, lost,
 doubled, phantom or overbilled sandbox, no session reaching another's sandbox, no leaked
 secret, every invalid start refused as `InvalidInput`).
 

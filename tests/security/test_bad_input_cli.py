@@ -236,3 +236,6 @@ def test_the_table_is_documented() -> None:
     ids.append("finish-race")
     missing = [i for i in ids if f"`{i}`" not in text]
     assert not missing, f"cases missing from {DOC.name}: {missing}"
+    readme = (DOC.parents[1] / "README.md").read_text()
+    missing = [i for i in ids if f"`{i}`" not in readme]
+    assert not missing, f"cases missing from README.md's copy of the table: {missing}"

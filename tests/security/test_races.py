@@ -294,3 +294,38 @@ async def test_a_flood_of_big_ignored_signals_cannot_get_the_session_terminated(
     result = await within(current.result(), 30)
     assert result.cost_recorded
     assert not [r for r in caplog.records if big[:1000] in r.getMessage()]
+
+
+async def test_a_session_on_a_cron_schedule_is_refused(skipping_stack: Stack) -> None:
+    """A cron run starts with `continued_run_id` set, as a continue-as-new does: without this
+    check a forged `carry` would be taken in from the second run of a cron schedule on."""
+    stack = skipping_stack  # the first cron run waits for its minute
+    session_id = f"cron-{uuid.uuid4().hex[:8]}"
+    handle = await stack.client.start_workflow(
+        SandboxSession.run,
+        SessionInput(session_id=session_id, org_id="acme"),
+        id=workflow_id_for(session_id),
+        task_queue=stack.task_queue,
+        cron_schedule="* * * * *",
+    )
+    try:
+        first = stack.client.get_workflow_handle(handle.id, run_id=handle.result_run_id)
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            events = (await first.fetch_history()).events
+            closed = [e for e in events if e.event_type in _CLOSED]
+            if closed:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "the cron run never closed"
+            await asyncio.sleep(0.2)
+        text = str(closed[0])
+        assert "InvalidInput" in text and "does not run on a cron schedule" in text, text
+        assert await stack.ledger.events(session_id=session_id) == []
+    finally:
+        await stack.client.get_workflow_handle(handle.id).terminate("test over")
+
+
+_CLOSED = (
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+)
