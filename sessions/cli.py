@@ -18,6 +18,7 @@ import click
 from common.cli import CONTEXT_SETTINGS
 from common.cli import main as run_command
 from common.errors import ConfigError, SessionsError
+from common.text import first_unsafe
 from common.units import DEFAULT_PRICE_PER_SECOND, MAX_DURATION_SECONDS, parse_duration
 from sessions.dev_env import apply_dev_env, parse_env_pairs
 
@@ -108,7 +109,7 @@ def _text(what: str, value: str | None, *, lines: bool = False) -> None:
     tab is allowed (a comment)."""
     if value is None:
         return
-    found = render.first_unsafe(value, lines=lines)
+    found = first_unsafe(value, lines=lines)
     if found is None:
         return
     if "\ud800" <= found <= "\udfff":  # how Python passes on argv bytes that are not UTF-8

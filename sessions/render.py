@@ -10,7 +10,6 @@ markup. `--json` is `json.dumps` with `ensure_ascii`: every control and non-ASCI
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+
+from common.text import escape
 
 if TYPE_CHECKING:  # errors are escaped here too: loading this module must stay light
     from sessions.client import SessionListing
@@ -55,38 +56,8 @@ def is_terminal() -> bool:
 
 # ---------------------------------------------------------------- text is data
 
-_UNSAFE = re.compile(
-    "["
-    "\x00-\x1f\x7f-\x9f"  # C0 (ESC, CR, LF, TAB, BEL, ...), DEL, C1 (CSI, OSC, ...)
-    "\u202a-\u202e\u2066-\u2069"  # bidi embeddings, overrides and isolates
-    "\u2028\u2029"  # line and paragraph separators
-    "\ud800-\udfff"  # lone surrogates: bytes that were not UTF-8 (would not even encode)
-    "]"
-)
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    code = ord(char)
-    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-
-
-def safe(text: object) -> str:
-    """`text` fit for a terminal: control characters (C0, DEL, C1), bidi embeddings, overrides
-    and isolates, line separators and lone surrogates shown as escapes (`\\x1b`, `\\n`,
-    `\\u202e`); everything else, other Unicode included, as it is."""
-    value = text if isinstance(text, str) else str(text)
-    return _UNSAFE.sub(_escape, value)
-
-
-def first_unsafe(text: str, *, lines: bool = False) -> str | None:
-    """The first character of `text` that `safe()` would escape; None when there is none.
-    `lines`: a newline or a tab is no fault (a comment may have several lines)."""
-    for match in _UNSAFE.finditer(text):
-        if not (lines and match.group() in "\n\t"):
-            return match.group()
-    return None
+safe = escape
+"""`text` fit for a terminal (`common.text.escape`): what every human-readable line goes through."""
 
 
 # ---------------------------------------------------------------- values

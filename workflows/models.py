@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from common.errors import validation_message
 from common.ids import DEFAULT_TASK_QUEUE, SESSION_WORKFLOW_TYPE, workflow_id_for
 from common.payloads import UndecodablePayload
+from common.text import first_unsafe
 from ledger.billing import Segment
 from ledger.models import CostEvent
 from provider.models import (
@@ -39,18 +40,17 @@ _B = TypeVar("_B", bound=BaseModel)
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 MAX_SECONDS = 365 * 24 * 3600.0
 """The longest any duration in a message may be: a year (a timer past it means a mistake)."""
 
 
 def _text(value: str, what: str, *, lines: bool = False) -> str:
-    """Text is data: no control character (a newline and a tab only where `lines`), no bidi
-    override, so nothing logged or printed from it can forge a line or drive a terminal."""
-    for c in value:
-        code = ord(c)
-        if (code < 32 and not (lines and c in "\n\t")) or 127 <= code < 160 or c in _BIDI:
-            raise ValueError(f"{what} contains control characters ({code:#x})")
+    """Text is data (`common.text`): no control, bidi or line-separator character (a newline and
+    a tab only where `lines`), so nothing logged or printed from it can forge a line or drive a
+    terminal."""
+    found = first_unsafe(value, lines=lines)
+    if found is not None:
+        raise ValueError(f"{what} contains control characters ({ord(found):#x})")
     return value
 
 

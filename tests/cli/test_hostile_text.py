@@ -22,6 +22,7 @@ import pytest
 from rich.console import Console
 
 from common.errors import ConfigError
+from common.text import first_unsafe
 from common.units import parse_duration
 from ledger import open_ledger
 from ledger.models import CostEvent, CostSummary
@@ -153,20 +154,20 @@ def terminal(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 )
 def test_safe_shows_each_control_and_bidi_character_escaped(char: str, shown: str) -> None:
     assert render.safe(f"a{char}b") == f"a{shown}b"
-    assert render.first_unsafe(f"a{char}b") == char
+    assert first_unsafe(f"a{char}b") == char
 
 
 def test_safe_leaves_ordinary_text_alone_and_is_idempotent() -> None:
     text = "déploiement-🚀 承認してください 🙏 Zoë ok ✓ שלום C:\\path [bold]"
-    assert render.safe(text) == text and render.first_unsafe(text) is None
+    assert render.safe(text) == text and first_unsafe(text) is None
     assert render.safe(render.safe(HOSTILE)) == render.safe(HOSTILE)
     assert render.safe(None) == "None" and render.safe(3) == "3"
     assert_clean(render.safe(HOSTILE))
 
 
 def test_a_comment_may_have_lines_but_nothing_else() -> None:
-    assert render.first_unsafe("one\ntwo\tthree", lines=True) is None
-    assert render.first_unsafe("one\ntwo\x1b", lines=True) == "\x1b"
+    assert first_unsafe("one\ntwo\tthree", lines=True) is None
+    assert first_unsafe("one\ntwo\x1b", lines=True) == "\x1b"
     _text("--comment", "one\ntwo", lines=True)
     with pytest.raises(ConfigError, match=r"--title contains a control character \(0xa\)"):
         _text("--title", "one\ntwo")
