@@ -51,14 +51,12 @@ class TolerantPayloadConverter(PydanticPayloadConverter):
         hints += [None] * (len(payloads) - len(hints))
         values = []
         for payload, hint in zip(payloads, hints, strict=False):
-            one = super().from_payloads
-            make = _stand_in(hint)
-            if make is None:
-                values.extend(one([payload], [hint] if hint else None))
-                continue
             try:
-                values.extend(one([payload], [hint] if hint else None))
-            except Exception as err:  # noqa: BLE001 - any decoding failure becomes a stand-in
+                values.extend(super().from_payloads([payload], [hint] if hint else None))
+            except Exception as err:
+                make = _stand_in(hint)
+                if make is None:
+                    raise
                 values.append(make(_decode_problem(payload, err)))
         return values
 

@@ -194,10 +194,10 @@ class SessionInput(BaseModel):
 class InvalidPayload(BaseModel):
     """Stands in for a message model whose payload does not validate.
 
-    The workflow's input and its updates are typed `Model | InvalidModel`, so a payload that is
-    not a valid object (e.g. from `temporal workflow start --input`) reaches the workflow as this,
-    described in words, instead of failing inside the SDK: an undecodable start input fails every
-    workflow task forever, and the SDK's message echoes the input, which may hold a secret.
+    The updates are typed `Model | InvalidModel`, so a payload that is not a valid object
+    reaches the workflow as this, described in words, instead of failing inside the SDK, whose
+    message echoes the payload, which may hold a secret. (The workflow's input is decoded
+    untyped and read by `read_payload`: see `workflows.session._read_input`.)
     """
 
     model_config = ConfigDict(frozen=True)
@@ -221,10 +221,6 @@ class InvalidPayload(BaseModel):
         return cls.model_construct(problem=problem)
 
 
-class InvalidSessionInput(InvalidPayload):
-    model = SessionInput
-
-
 class InvalidGateRequest(InvalidPayload):
     model = GateRequest
 
@@ -237,37 +233,38 @@ class InvalidExecRequest(InvalidPayload):
     model = ExecRequest
 
 
-SessionInputArg = SessionInput | InvalidSessionInput | None
 GateRequestArg = GateRequest | InvalidGateRequest | None
 GateDecisionArg = GateDecision | InvalidGateDecision | None
 ExecRequestArg = ExecRequest | InvalidExecRequest | None
-"""What the workflow and its updates take: the model, or what stands in for a bad payload."""
+"""What the updates take: the model, or what stands in for a bad payload."""
 
 
-def payload_problem(payload: Any, model: type[BaseModel]) -> str | None:
-    """What is wrong with a workflow or update argument, in words; None when it is `model`.
+def read_payload(payload: Any, model: type[_B]) -> _B | str:
+    """A workflow or update argument as `model`, or what is wrong with it, in words that never
+    quote it.
 
-    Anything else (None for no argument, bytes sent as `binary/plain`, a value of another
-    type) is refused here, before a handler can trip on it and fail the workflow task."""
+    A dict (decoded without a type hint: the workflow's input, or an update sent with extra
+    arguments) is validated here, once; anything else (None for no argument, bytes sent as
+    `binary/plain`, a value of another type) is refused before a handler can trip on it and fail
+    the workflow task."""
     if isinstance(payload, InvalidPayload | UndecodablePayload):
         return payload.problem
     if isinstance(payload, model):
-        return None
-    if isinstance(payload, dict):  # decoded without the type hint (e.g. sent with extra args)
+        return payload
+    if isinstance(payload, dict):
         try:
-            model.model_validate(payload)
+            return model.model_validate(payload)
         except ValidationError as err:
             return validation_message(err)
-        return None
     return "the payload must be one JSON object"
 
 
 def valid_payload(payload: Any, model: type[_B], name: str) -> _B:
     """An update's model, or a clear refusal naming what is wrong (never the values)."""
-    problem = payload_problem(payload, model)
-    if problem is not None:
-        raise ValueError(f"invalid {name} request: {problem}")
-    return payload if isinstance(payload, model) else model.model_validate(payload)
+    read = read_payload(payload, model)
+    if isinstance(read, str):
+        raise ValueError(f"invalid {name} request: {read}")
+    return read
 
 
 class SessionStatus(BaseModel):
@@ -320,16 +317,14 @@ __all__ = [
     "InvalidGateDecision",
     "InvalidGateRequest",
     "InvalidPayload",
-    "InvalidSessionInput",
     "Outcome",
     "Segment",
     "SessionCarry",
     "SessionInput",
-    "SessionInputArg",
     "SessionResult",
     "SessionState",
     "SessionStatus",
-    "payload_problem",
+    "read_payload",
     "valid_payload",
     "validation_message",
     "workflow_id_for",

@@ -60,11 +60,10 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
         Outcome,
         SessionCarry,
         SessionInput,
-        SessionInputArg,
         SessionResult,
         SessionState,
         SessionStatus,
-        payload_problem,
+        read_payload,
         valid_payload,
     )
 
@@ -87,7 +86,7 @@ class _SessionEnded(Exception):
 @workflow.defn(name=WORKFLOW_TYPE)
 class SandboxSession:
     @workflow.init
-    def __init__(self, input: SessionInputArg = None, *extra: Any) -> None:
+    def __init__(self, input: SessionInput | None = None, *extra: Any) -> None:
         session, self._invalid = _read_input(input, extra)
         input = session or _placeholder_input()
         self._input = input
@@ -112,7 +111,7 @@ class SandboxSession:
     # ---------------------------------------------------------------- run
 
     @workflow.run
-    async def run(self, input: SessionInputArg = None, *extra: Any) -> SessionResult:
+    async def run(self, input: SessionInput | None = None, *extra: Any) -> SessionResult:
         """`*extra` makes the SDK decode every argument without a type (see `_read_input`)."""
         if self._invalid is not None:  # fail the workflow, not its task: no retry can fix it
             self._state = "failed"
@@ -643,10 +642,9 @@ def _read_input(input: Any, extra: tuple[Any, ...]) -> tuple[SessionInput | None
     """
     if extra:
         return None, f"the workflow takes one argument (the session input), not {1 + len(extra)}"
-    problem = payload_problem(input, SessionInput)
-    if problem is not None:
-        return None, problem
-    session = input if isinstance(input, SessionInput) else SessionInput.model_validate(input)
+    session = read_payload(input, SessionInput)
+    if isinstance(session, str):
+        return None, session
     problem = _origin_problem(session)
     return (None, problem) if problem else (session, None)
 
