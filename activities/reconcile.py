@@ -82,6 +82,8 @@ class StraySandbox(BaseModel):
     state: str
     session_status: str
     """`unknown` (no such workflow) or the closed workflow's status."""
+    session_task_queue: str | None = None
+    """The closed session's task queue: only a worker polling it can replay its record."""
 
 
 class StraysResult(BaseModel):
@@ -145,7 +147,7 @@ class ReconcileActivities:
             session_id = sandbox.metadata.get("session_id")
             if not session_id or sandbox.started_at > old_enough:
                 continue
-            status = await self._session_status(session_id)
+            status, queue = await self._session_status(session_id)
             if status == "RUNNING":
                 continue
             strays.append(
@@ -158,48 +160,42 @@ class ReconcileActivities:
                     started_at=sandbox.started_at,
                     state=sandbox.state,
                     session_status=status,
+                    session_task_queue=queue,
                 )
             )
         activity.logger.info("%d managed sandboxes listed, %d strays", len(listed), len(strays))
         return StraysResult(listed=len(listed), strays=strays)
 
-    async def _session_status(self, session_id: str) -> str:
+    async def _session_status(self, session_id: str) -> tuple[str, str | None]:
+        """The session workflow's status (RUNNING, COMPLETED, FAILED, CANCELED, TERMINATED,
+        ..., or `unknown`: no such workflow) and its task queue."""
         handle = self._client.get_workflow_handle(workflow_id_for(session_id))
         try:
             description = await handle.describe()
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
-                return "unknown"
+                return "unknown", None
             raise
         status = description.status
-        if status is None:
-            return "unknown"
-        return status.name  # RUNNING, COMPLETED, FAILED, CANCELED, TERMINATED, ...
+        return (status.name if status else "unknown"), description.task_queue
+
+    async def _session_record(self, workflow_id: str, run_id: str | None = None) -> dict | None:
+        """A closed session's `status`, as its history leaves it (the query replays it on a
+        worker); None when it does not answer (no such workflow, a history past retention)."""
+        handle = self._client.get_workflow_handle(workflow_id, run_id=run_id)
+        try:
+            return await handle.query("status", result_type=dict, rpc_timeout=timedelta(seconds=15))
+        except Exception as err:  # noqa: BLE001 - any failure: the caller falls back
+            activity.logger.warning("%s's record unavailable: %s", workflow_id, type(err).__name__)
+            return None
 
     async def _session_usage(self, stray: StraySandbox) -> Usage | None:
-        """The running and paused spans the stray's (closed) session recorded, asked of its
-        history by the `status` query; None when it has none for this sandbox (no such
-        workflow, a history past retention, another sandbox)."""
-        if stray.session_status == "unknown":
-            return None
-        handle = self._client.get_workflow_handle(workflow_id_for(stray.session_id))
-        try:
-            status = await handle.query(
-                "status", result_type=dict, rpc_timeout=timedelta(seconds=15)
-            )
-        except Exception as err:  # noqa: BLE001 - any failure: bill from the provider's record
-            activity.logger.warning(
-                "session %s's record unavailable (%s): billing sandbox %s as running since its "
-                "start",
-                stray.session_id,
-                type(err).__name__,
-                stray.sandbox_id,
-            )
-            return None
-        segments = status.get("segments") or []
-        if status.get("sandbox_id") != stray.sandbox_id or not segments:
-            return None
-        return Usage(Segment.model_validate(s) for s in segments)
+        """The running and paused spans the stray's (closed) session recorded; None when it
+        has none for this sandbox (then the provider's record is all there is)."""
+        if stray.session_task_queue != activity.info().task_queue:
+            return None  # unknown, or another fleet's: no worker here can replay it
+        status = await self._session_record(workflow_id_for(stray.session_id))
+        return _spans(status, stray.sandbox_id) if status else None
 
     @activity.defn(name="bill_terminated_sessions")
     async def bill_terminated_sessions(self, input: TerminatedInput) -> TerminatedResult:
@@ -212,8 +208,10 @@ class ReconcileActivities:
         never reached it, its spans, billed up to the termination.
         """
         since = datetime.now(UTC) - timedelta(seconds=input.window_seconds)
+        # Only this queue's sessions: the query that reads a record is replayed by its workers.
         query = (
             f"WorkflowType = '{SESSION_WORKFLOW_TYPE}' AND ExecutionStatus = 'Terminated' "
+            f"AND TaskQueue = '{activity.info().task_queue}' "
             f"AND CloseTime > '{since.strftime('%Y-%m-%dT%H:%M:%S.%fZ')}'"
         )
         checked = billed = 0
@@ -236,18 +234,14 @@ class ReconcileActivities:
     async def _owed_by(
         self, workflow_id: str, run_id: str, closed_at: datetime | None
     ) -> CostEvent | None:
-        handle = self._client.get_workflow_handle(workflow_id, run_id=run_id)
-        try:
-            status = await handle.query(
-                "status", result_type=dict, rpc_timeout=timedelta(seconds=15)
-            )
-        except Exception as err:  # noqa: BLE001 - the next pass tries again
-            activity.logger.warning("%s's record unavailable: %s", workflow_id, type(err).__name__)
+        status = await self._session_record(workflow_id, run_id)  # None: the next pass tries
+        if status is None:
             return None
         if status.get("cost_owed"):
             return CostEvent.model_validate(status["cost_owed"])
-        sandbox_id, segments = status.get("sandbox_id"), status.get("segments") or []
-        if not sandbox_id or not segments or closed_at is None:
+        sandbox_id: str | None = status.get("sandbox_id")
+        usage = _spans(status, sandbox_id) if sandbox_id else None
+        if sandbox_id is None or usage is None or closed_at is None:
             return None  # no sandbox yet: one made after all is a stray, found alive
         org_id = status["org_id"]
         try:
@@ -258,7 +252,6 @@ class ReconcileActivities:
             raise to_application_error(err) from None
         if any(s.sandbox_id == sandbox_id for s in alive):
             return None  # still running or paused: the stray path kills it and bills to then
-        usage = Usage(Segment.model_validate(s) for s in segments)
         return usage.cost_event(
             session_id=status["session_id"],
             org_id=org_id,
@@ -303,3 +296,11 @@ class ReconcileActivities:
             recorded.inserted,
         )
         return ReapResult(sandbox_id=stray.sandbox_id, killed=killed, billed=recorded.inserted)
+
+
+def _spans(status: dict, sandbox_id: str) -> Usage | None:
+    """The running and paused spans a session's `status` records for `sandbox_id`, if any."""
+    segments = status.get("segments") or []
+    if status.get("sandbox_id") != sandbox_id or not segments:
+        return None
+    return Usage(Segment.model_validate(s) for s in segments)
