@@ -53,13 +53,15 @@ log = logging.getLogger("sessions.codec_server")
 DEFAULT_UI_ORIGINS = ("http://localhost:8233", "http://127.0.0.1:8233")
 """`temporal server start-dev`'s Web UI; add yours with --ui-origin."""
 
-DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+_SETTINGS = CodecServerSettings.model_fields
+DEFAULT_MAX_BODY_BYTES: int = _SETTINGS["codec_max_body_bytes"].default
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 """Always answered at the server's own port."""
 
-AUTH_ENV = "SESSIONS_CODEC_AUTH"
-HOSTS_ENV = "SESSIONS_CODEC_ALLOWED_HOSTS"
-MAX_BODY_ENV = "SESSIONS_CODEC_MAX_BODY_BYTES"
+AUTH_ENV = str(_SETTINGS["codec_auth"].validation_alias)
+HOSTS_ENV = str(_SETTINGS["codec_allowed_hosts"].validation_alias)
+MAX_BODY_ENV = str(_SETTINGS["codec_max_body_bytes"].validation_alias)
+"""The settings' names, as `common.settings` declares them, for the messages that name them."""
 _LINGER = 4
 """How much of a body left unread (refused, or over the limit) is read and dropped, in limits,
 so that a client writing its whole body before reading sees the answer; beyond, or after
