@@ -32,6 +32,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import LedgerActivities, ReconcileActivities, ReconcileInput, SandboxActivities
+from activities.watch import SandboxWatch
 from common.cli import CONTEXT_SETTINGS
 from common.cli import main as run_command
 from common.errors import SessionsError
@@ -95,11 +96,13 @@ def build_worker(
     max_cached_workflows: int = 2000,
     max_concurrent_activities: int = 200,
     interceptors: Sequence[Any] = (),
+    watch: SandboxWatch | None = None,
     **worker_options: Any,
 ) -> Worker:
-    """A worker for the session and reconciler workflows with their dependencies injected."""
+    """A worker for the session and reconciler workflows with their dependencies injected
+    (and, with `watch`, the sandboxes it provisions or resumes watched from the next pass)."""
     traced = TracedProvider.wrap(provider)  # spans, latency, gauges for every provider call
-    sandbox = SandboxActivities(traced)
+    sandbox = SandboxActivities(traced, on_live=watch.expect if watch else None)
     billing = LedgerActivities(ledger)
     reconcile = ReconcileActivities(traced, client, ledger)
     return Worker(
@@ -113,7 +116,9 @@ def build_worker(
             sandbox.resume_sandbox,
             sandbox.keep_alive_sandbox,
             sandbox.terminate_sandbox,
+            sandbox.check_sandbox,
             billing.record_cost,
+            billing.record_segment,
             reconcile.find_stray_sandboxes,
             reconcile.reap_stray_sandbox,
             reconcile.bill_terminated_sessions,
@@ -181,10 +186,13 @@ async def run_worker(
     stop = stop or asyncio.Event()
     installed = _install_signal_handlers(stop)
     try:
+        provider_used = provider or E2BSandboxProvider(settings=settings)
+        watch = _watch(client, provider_used, settings)
         worker = build_worker(
             client,
             task_queue=settings.task_queue,
-            provider=provider or E2BSandboxProvider(settings=settings),
+            provider=provider_used,
+            watch=watch,
             ledger=ledger,
             max_cached_workflows=settings.max_cached_workflows,
             max_concurrent_activities=settings.max_concurrent_activities,
@@ -198,12 +206,30 @@ async def run_worker(
             client.namespace,
         )
         async with health_server(client, worker, stop, settings.health_port), worker:
+            watching = asyncio.create_task(watch.run(stop)) if watch else None
             await stop.wait()
             log.info("stopping: draining in-flight tasks (up to %s)", GRACEFUL_SHUTDOWN)
+            if watching is not None:
+                await watching
     finally:
         for sig in installed:
             asyncio.get_running_loop().remove_signal_handler(sig)
         await ledger.close()
+
+
+def _watch(
+    client: Client, provider: SandboxProvider, settings: WorkerSettings
+) -> SandboxWatch | None:
+    """The sandbox watch (`activities.watch`), unless `SESSIONS_WATCH_INTERVAL` is 0."""
+    if not settings.watch_interval:
+        log.info("sandbox watch off: a lost sandbox is noticed at the next keep-alive")
+        return None
+    return SandboxWatch(
+        TracedProvider.wrap(provider),
+        client,
+        org_ids=settings.reconciler_orgs,
+        interval=settings.watch_interval,
+    )
 
 
 async def _ensure_reconciler(client: Client, settings: WorkerSettings) -> None:

@@ -1,7 +1,15 @@
 """Temporal activities, each class with its dependencies injected: the sandbox's (a provider),
 the billing ledger's, and the stray reconciler's; beside each, its `workflow.ActivityConfig`s."""
 
-from activities.ledger import RECORD_COST, LedgerActivities, RecordCostInput, RecordCostResult
+from activities.ledger import (
+    RECORD_COST,
+    RECORD_SEGMENT,
+    LedgerActivities,
+    RecordCostInput,
+    RecordCostResult,
+    RecordSegmentInput,
+    RecordSegmentResult,
+)
 from activities.reconcile import (
     ReapInput,
     ReapResult,
@@ -14,6 +22,7 @@ from activities.reconcile import (
     TerminatedResult,
 )
 from activities.sandbox import (
+    CHECK,
     EXEC,
     KEEP_ALIVE,
     NON_RETRYABLE_ERROR_TYPES,
@@ -27,12 +36,14 @@ from activities.sandbox import (
 )
 
 __all__ = [
+    "CHECK",
     "EXEC",
     "KEEP_ALIVE",
     "NON_RETRYABLE_ERROR_TYPES",
     "PAUSE",
     "PROVISION",
     "RECORD_COST",
+    "RECORD_SEGMENT",
     "RESUME",
     "TERMINATE",
     "LedgerActivities",
@@ -43,6 +54,8 @@ __all__ = [
     "ReconcileResult",
     "RecordCostInput",
     "RecordCostResult",
+    "RecordSegmentInput",
+    "RecordSegmentResult",
     "SandboxActivities",
     "StraySandbox",
     "StraysResult",

@@ -1,26 +1,38 @@
-"""The `record_cost` activity: the session's compensating step that bills its sandbox.
+"""The ledger's activities: `record_cost`, the session's compensating step that bills its
+sandbox (with its running segments), and `record_segment`, a running segment as it closes.
 
-Temporal runs it at least once (retries, or twice at once); the ledger's unique key makes the
-row exactly-once, so retrying here is always safe and a cost event is never lost.
+Temporal runs them at least once (retries, or twice at once); the ledger's unique keys make the
+rows exactly-once, so retrying here is always safe and a cost is never lost.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from temporalio import activity
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ActivityConfig
 
 from common.errors import validation_message
-from ledger import CostEvent, Ledger
+from ledger import CostEvent, Ledger, SegmentEvent
 from telemetry.instruments import count_billed_seconds
 
-__all__ = ["RECORD_COST", "LedgerActivities", "RecordCostInput", "RecordCostResult"]
+__all__ = [
+    "INVALID_COST_EVENT",
+    "INVALID_SEGMENT",
+    "RECORD_COST",
+    "RECORD_SEGMENT",
+    "LedgerActivities",
+    "RecordCostInput",
+    "RecordCostResult",
+    "RecordSegmentInput",
+    "RecordSegmentResult",
+]
 
 INVALID_COST_EVENT = "InvalidCostEvent"
+INVALID_SEGMENT = "InvalidSegment"
 
 RECORD_COST = ActivityConfig(
     # One insert and one read: seconds when the database is healthy.
@@ -35,8 +47,25 @@ RECORD_COST = ActivityConfig(
 )
 
 
+RECORD_SEGMENT = ActivityConfig(
+    # One insert: seconds when the database is healthy.
+    start_to_close_timeout=timedelta(seconds=30),
+    # The final cost row carries every segment again: past this, leave it to that row.
+    schedule_to_close_timeout=timedelta(minutes=10),
+    retry_policy=RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=2),
+        maximum_attempts=0,
+        non_retryable_error_types=[INVALID_SEGMENT],
+    ),
+)
+
+
 class RecordCostInput(BaseModel):
     event: CostEvent
+    segments: list[SegmentEvent] = Field(default_factory=list)
+    """The event's closed running segments, stored with it (those not there yet)."""
 
 
 class RecordCostResult(BaseModel):
@@ -44,6 +73,16 @@ class RecordCostResult(BaseModel):
 
     inserted: bool
     event: CostEvent
+
+
+class RecordSegmentInput(BaseModel):
+    segment: SegmentEvent
+
+
+class RecordSegmentResult(BaseModel):
+    """`inserted` is False when the (sandbox, start) was already there: a repeat adds nothing."""
+
+    inserted: bool
 
 
 class LedgerActivities:
@@ -64,7 +103,8 @@ class LedgerActivities:
                 type=INVALID_COST_EVENT,
                 non_retryable=True,
             ) from None
-        result = await self._ledger.record(event)
+        segments = [_valid_segment(s, error_type=INVALID_COST_EVENT) for s in input.segments]
+        result = await self._ledger.record(event, segments)
         if result.inserted:  # a repeat adds nothing: the metric sums to the ledger exactly
             count_billed_seconds(result.event)
         activity.logger.info(
@@ -77,8 +117,35 @@ class LedgerActivities:
         )
         return RecordCostResult(inserted=result.inserted, event=result.event)
 
+    @activity.defn(name="record_segment")
+    async def record_segment(self, input: RecordSegmentInput) -> RecordSegmentResult:
+        """Record one closed running segment once; database errors raise and Temporal retries."""
+        segment = _valid_segment(input.segment, error_type=INVALID_SEGMENT)
+        inserted = await self._ledger.record_segment(segment)
+        activity.logger.info(
+            "running segment session=%s sandbox=%s %.3fs from %s inserted=%s",
+            segment.session_id,
+            segment.sandbox_id,
+            segment.seconds,
+            segment.started_at.isoformat(),
+            inserted,
+        )
+        return RecordSegmentResult(inserted=inserted)
 
-def _describe(err: Exception) -> str:
+
+def _valid_segment(segment: SegmentEvent, *, error_type: str) -> SegmentEvent:
+    """Revalidated: a model built without validation must not reach the database."""
+    try:
+        return SegmentEvent.model_validate(dict(segment))
+    except (ValidationError, AttributeError, TypeError) as err:
+        raise ApplicationError(
+            f"invalid segment: {_describe(err, whole='segment')}",
+            type=error_type,
+            non_retryable=True,
+        ) from None
+
+
+def _describe(err: Exception, *, whole: str = "event") -> str:
     if isinstance(err, ValidationError):
-        return validation_message(err, whole="event")
+        return validation_message(err, whole=whole)
     return str(err)

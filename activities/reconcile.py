@@ -30,7 +30,7 @@ from ledger import CostEvent, Ledger, Usage
 from ledger.billing import Segment
 from provider.base import ListedSandbox, SandboxProvider
 from provider.errors import ProviderError, SandboxGone
-from provider.models import SandboxRef, TerminateInput
+from provider.models import CheckInput, SandboxRef, TerminateInput
 
 SHARED_KEY_ORG = "*"
 """The org whose key lists the sandboxes when no org is named: the shared `E2B_API_KEY`."""
@@ -220,8 +220,18 @@ class ReconcileActivities:
             if session_id is None or await self._ledger.events(session_id=session_id):
                 continue
             checked += 1
-            event = await self._owed_by(execution.id, execution.run_id, execution.close_time)
-            if event is not None and (await self._ledger.record(event)).inserted:
+            owed = await self._owed_by(execution.id, execution.run_id, execution.close_time)
+            if owed is None:
+                continue
+            event, usage = owed
+            segments = usage.running_segment_events(
+                session_id=event.session_id,
+                org_id=event.org_id,
+                issue_id=event.issue_id,
+                sandbox_id=event.sandbox_id,
+                template_id=event.template_id,
+            )
+            if (await self._ledger.record(event, segments)).inserted:
                 billed += 1
                 activity.logger.info(
                     "terminated session %s billed for sandbox %s (%.3fs running)",
@@ -233,34 +243,40 @@ class ReconcileActivities:
 
     async def _owed_by(
         self, workflow_id: str, run_id: str, closed_at: datetime | None
-    ) -> CostEvent | None:
+    ) -> tuple[CostEvent, Usage] | None:
+        """What a terminated session owes, and the spans it is made of."""
         status = await self._session_record(workflow_id, run_id)  # None: the next pass tries
         if status is None:
             return None
-        if status.get("cost_owed"):
-            return CostEvent.model_validate(status["cost_owed"])
         sandbox_id: str | None = status.get("sandbox_id")
         usage = _spans(status, sandbox_id) if sandbox_id else None
+        if status.get("cost_owed"):
+            owed = CostEvent.model_validate(status["cost_owed"])
+            return owed, usage or Usage()
         if sandbox_id is None or usage is None or closed_at is None:
             return None  # no sandbox yet: one made after all is a stray, found alive
         org_id = status["org_id"]
         try:
-            alive = await self._provider.list_sandboxes(
-                org_id, metadata={"session_id": status["session_id"]}
+            check = await self._provider.check(
+                CheckInput(ref=SandboxRef(org_id=org_id, sandbox_id=sandbox_id))
             )
         except ProviderError as err:
             raise to_application_error(err) from None
-        if any(s.sandbox_id == sandbox_id for s in alive):
+        if check.alive:
             return None  # still running or paused: the stray path kills it and bills to then
-        return usage.cost_event(
+        # Dead: to its end as the provider recorded it, else to the session's termination.
+        ended_at = check.ended_at if check.end_confirmed and check.ended_at else closed_at
+        event = usage.cost_event(
             session_id=status["session_id"],
             org_id=org_id,
             issue_id=status.get("issue_id"),
             sandbox_id=sandbox_id,
             template_id=status["template_id"],
-            ended_at=max(closed_at, usage.started_at or closed_at),
+            ended_at=max(ended_at, usage.started_at or ended_at),
             outcome="cancelled",
+            end_confirmed=check.end_confirmed and check.ended_at is not None,
         )
+        return event, usage
 
     @activity.defn(name="reap_stray_sandbox")
     async def reap_stray_sandbox(self, input: ReapInput) -> ReapResult:
@@ -272,8 +288,9 @@ class ReconcileActivities:
         try:
             result = await self._provider.terminate(TerminateInput(ref=ref))
             ended_at, killed = result.terminated_at, not result.already_gone
+            confirmed = result.end_confirmed
         except SandboxGone:
-            ended_at, killed = datetime.now(UTC), False
+            ended_at, killed, confirmed = datetime.now(UTC), False, False
         except ProviderError as err:
             raise to_application_error(err) from None
         usage = await self._session_usage(stray) or Usage.running_since(stray.started_at)
@@ -285,8 +302,16 @@ class ReconcileActivities:
             template_id=stray.template_id,
             ended_at=ended_at,
             outcome="cancelled",
+            end_confirmed=confirmed,
         )
-        recorded = await self._ledger.record(event)
+        segments = usage.running_segment_events(
+            session_id=stray.session_id,
+            org_id=stray.org_id,
+            issue_id=stray.issue_id,
+            sandbox_id=stray.sandbox_id,
+            template_id=stray.template_id,
+        )
+        recorded = await self._ledger.record(event, segments)
         activity.logger.info(
             "stray sandbox %s of session %s (%s): killed=%s billed=%s",
             stray.sandbox_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -24,6 +24,8 @@ from provider.base import SandboxProvider
 from provider.errors import ProviderError
 from provider.models import (
     EXEC_DEFAULT_TIMEOUT_SECONDS,
+    CheckInput,
+    CheckResult,
     ExecInput,
     ExecResult,
     KeepAliveInput,
@@ -57,6 +59,7 @@ _EXEC_RUNNING = "exec-running"
 _DEFAULT_HEARTBEAT_INTERVAL = 5.0
 
 __all__ = [
+    "CHECK",
     "EXEC",
     "EXEC_INTERRUPTED",
     "KEEP_ALIVE",
@@ -143,6 +146,13 @@ TERMINATE = ActivityConfig(
     retry_policy=retry_policy(maximum=300),
 )
 
+CHECK = ActivityConfig(
+    # One get-info, and for a gone sandbox one read of its lifecycle events.
+    start_to_close_timeout=timedelta(seconds=30),
+    schedule_to_close_timeout=timedelta(minutes=5),
+    retry_policy=retry_policy(maximum=10),
+)
+
 
 def exec_config(command_timeout_seconds: float) -> ActivityConfig:
     """`EXEC`, with room for a command allowed longer than the default: the activity must be
@@ -197,8 +207,20 @@ async def _run(call: Awaitable[T], *details: Any) -> T:
 class SandboxActivities:
     """The sandbox activities, bound to one provider (one per worker, shared by all tasks)."""
 
-    def __init__(self, provider: SandboxProvider) -> None:
+    def __init__(
+        self,
+        provider: SandboxProvider,
+        *,
+        on_live: Callable[[str, str | None], None] | None = None,
+    ) -> None:
         self._provider = provider
+        self._on_live = on_live
+        """Told (sandbox id, session id) of each sandbox provisioned or resumed here: the
+        sandbox watch then misses none that dies before its first listing."""
+
+    def _live(self, sandbox_id: str, session_id: str | None) -> None:
+        if self._on_live is not None:
+            self._on_live(sandbox_id, session_id)
 
     @activity.defn(name="provision_sandbox")
     async def provision_sandbox(self, input: ProvisionInput) -> ProvisionResult:
@@ -210,7 +232,9 @@ class SandboxActivities:
             input.pool.snapshot_id,
             input.pool.launch_runner_inline,
         )
-        return await _run(self._provider.provision(input))
+        result = await _run(self._provider.provision(input))
+        self._live(result.handle.sandbox_id, input.session_id)
+        return result
 
     @activity.defn(name="exec_command")
     async def exec_command(self, input: ExecInput) -> ExecResult:
@@ -235,11 +259,26 @@ class SandboxActivities:
     @activity.defn(name="resume_sandbox")
     async def resume_sandbox(self, input: ResumeInput) -> ResumeResult:
         activity.logger.info("resume sandbox=%s", input.ref.sandbox_id)
-        return await _run(self._provider.resume(input))
+        result = await _run(self._provider.resume(input))
+        self._live(input.ref.sandbox_id, input.ref.session_id)
+        return result
 
     @activity.defn(name="keep_alive_sandbox")
     async def keep_alive_sandbox(self, input: KeepAliveInput) -> KeepAliveResult:
         return await _run(self._provider.keep_alive(input))
+
+    @activity.defn(name="check_sandbox")
+    async def check_sandbox(self, input: CheckInput) -> CheckResult:
+        """Whether the sandbox lives; a gone one comes back with its end (a result, not an
+        error), so the session bills it to when the provider says it ended."""
+        result = await _run(self._provider.check(input))
+        if not result.alive:
+            activity.logger.info(
+                "sandbox=%s gone, end %s",
+                input.ref.sandbox_id,
+                result.ended_at.isoformat() if result.ended_at else "unconfirmed",
+            )
+        return result
 
     @activity.defn(name="terminate_sandbox")
     async def terminate_sandbox(self, input: TerminateInput) -> TerminateResult:

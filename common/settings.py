@@ -396,6 +396,17 @@ class WorkerSettings(
         shown_default="2000",
         ge=1,
     )
+    watch_interval: float = _env(
+        "SESSIONS_WATCH_INTERVAL",
+        5.0,
+        meaning="seconds between two listings of the managed sandboxes (with the reconciler's "
+        "org keys): a session whose sandbox vanished is told to check it, so a sandbox E2B "
+        "killed is noticed within about this long; 0 turns the watch off",
+        expect="a number of seconds, at least 0",
+        shown_default="5",
+        ge=0,
+        allow_inf_nan=False,
+    )
     max_concurrent_activities: int = _env(
         "SESSIONS_MAX_CONCURRENT_ACTIVITIES",
         200,

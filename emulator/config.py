@@ -24,6 +24,7 @@ OPERATIONS = (
     "timeout",
     "refresh",
     "kill",
+    "events",
     "command",
     "files",
 )
@@ -97,6 +98,7 @@ _ENV = {
     "data_dir": "EMULATOR_DATA_DIR",
     "latency": "EMULATOR_LATENCY",
     "isolation": "EMULATOR_ISOLATION",
+    "state_file": "EMULATOR_STATE_FILE",
 }
 
 
@@ -105,7 +107,8 @@ class EmulatorConfig(BaseModel):
 
     Environment: EMULATOR_HOST, EMULATOR_PORT, EMULATOR_ENVD_PORT, E2B_API_KEY (the key the
     emulator accepts), EMULATOR_TEMPLATES, EMULATOR_DATA_DIR, EMULATOR_LATENCY
-    (`create=0.15,pause=2`), EMULATOR_FAULT_RATE (share answered 429), EMULATOR_ISOLATION.
+    (`create=0.15,pause=2`), EMULATOR_FAULT_RATE (share answered 429), EMULATOR_ISOLATION,
+    EMULATOR_STATE_FILE.
     """
 
     host: str = DEFAULT_HOST
@@ -122,6 +125,9 @@ class EmulatorConfig(BaseModel):
     """Where sandbox directories live; a fresh temporary directory when unset."""
     isolation: Literal["auto", "namespace", "process"] = "auto"
     """`namespace`: Linux mount+pid namespaces (root); `process`: plain processes; `auto`: try."""
+    state_file: Path | None = None
+    """Where the sandbox records are kept across restarts (see `emulator.state`); none: they
+    live and die with this process."""
     tick_seconds: float = Field(default=0.1, gt=0)
     """How often sandbox timeouts are checked."""
     max_lifetime_seconds: int = Field(default=24 * 3600, gt=0)

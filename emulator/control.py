@@ -19,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from . import events
 from .config import FaultSettings, ScriptedFault
 from .errors import EmulatorError, error_response
 from .records import SandboxRecord
@@ -56,6 +57,10 @@ class ConnectBody(_Body):
 
 class RefreshBody(_Body):
     duration: int | None = Field(default=None, ge=0)
+
+
+class AdminKillBody(_Body):
+    reason: str = Field(default="incident", min_length=1, max_length=64)
 
 
 def _iso(value: datetime) -> str:
@@ -258,6 +263,18 @@ class ControlPlane:
         await self.core.manager.refresh(request.path_params["sandbox_id"], body.duration)
         return Response(status_code=204)
 
+    # -- lifecycle events ----------------------------------------------------------------
+    async def sandbox_events(self, request: Request) -> Response:
+        query = events.parse_query(request.query_params)
+        found = events.sandbox_events(
+            self.core.manager.records, request.path_params["sandbox_id"], query
+        )
+        return JSONResponse(found)
+
+    async def team_events(self, request: Request) -> Response:
+        query = events.parse_query(request.query_params)
+        return JSONResponse(events.team_events(self.core.manager.records, query))
+
     # -- admin ---------------------------------------------------------------------------
     async def admin_records(self, request: Request) -> Response:
         records = [r.computed() for r in self.core.manager.records.values()]
@@ -266,6 +283,12 @@ class ControlPlane:
     async def admin_record(self, request: Request) -> Response:
         record = self.core.manager.record(request.path_params["sandbox_id"])
         return JSONResponse(record.model_dump(mode="json"))
+
+    async def admin_kill(self, request: Request) -> Response:
+        """Kill a sandbox behind its owner's back (an incident, E2B's lifetime limit)."""
+        body: AdminKillBody = await _json(request, AdminKillBody, optional=True)
+        await self.core.manager.kill(request.path_params["sandbox_id"], reason=body.reason)
+        return Response(status_code=204)
 
     async def admin_get_faults(self, request: Request) -> Response:
         return JSONResponse(self.core.chaos.faults.model_dump(mode="json"))
@@ -340,8 +363,11 @@ def control_app(core: EmulatorCore) -> Starlette:
         Route(sid + "/resume", e("resume", cp.resume), methods=["POST"]),
         Route(sid + "/timeout", e("timeout", cp.set_timeout), methods=["POST"]),
         Route(sid + "/refreshes", e("refresh", cp.refresh), methods=["POST"]),
+        Route("/events/sandboxes", e("events", cp.team_events), methods=["GET"]),
+        Route("/events" + sid, e("events", cp.sandbox_events), methods=["GET"]),
         Route("/_emulator/sandboxes", e(None, cp.admin_records), methods=["GET"]),
         Route("/_emulator" + sid, e(None, cp.admin_record), methods=["GET"]),
+        Route("/_emulator" + sid + "/kill", e(None, cp.admin_kill), methods=["POST"]),
         Route("/_emulator/faults", e(None, cp.admin_get_faults), methods=["GET"]),
         Route("/_emulator/faults", e(None, cp.admin_put_faults), methods=["PUT"]),
         Route("/_emulator/faults/scripted", e(None, cp.admin_add_scripted), methods=["POST"]),

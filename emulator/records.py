@@ -21,6 +21,18 @@ class Transition(BaseModel):
     """`api`, `timeout` (lifetime ran out), `shutdown` or `reset`."""
 
 
+class TimeoutUpdate(BaseModel):
+    """A `set_timeout` call: E2B's `sandbox.lifecycle.updated` event (`{"set_timeout": end}`)."""
+
+    at: datetime
+    set_timeout: datetime
+
+
+MAX_UPDATES = 1000
+"""Timeout updates kept per sandbox (a keep-alive every few minutes for 24 h is ~300): bounded,
+so neither memory nor the state file grows without end."""
+
+
 class SandboxRecord(BaseModel):
     sandbox_id: str
     template_id: str
@@ -31,12 +43,19 @@ class SandboxRecord(BaseModel):
     end_at: datetime
     """When the sandbox times out (meaningful while running)."""
     transitions: list[Transition] = Field(default_factory=list)
+    """State changes only (what billing sums); timeout updates are kept apart in `updates`."""
+    updates: list[TimeoutUpdate] = Field(default_factory=list)
     running_seconds: float = 0.0
     """Observed time spent running (what E2B bills), up to now or the kill."""
     paused_seconds: float = 0.0
 
     def add(self, event: str, reason: str | None = None) -> None:
         self.transitions.append(Transition(event=event, at=now(), reason=reason))  # type: ignore[arg-type]
+
+    def note_timeout(self, end_at: datetime) -> None:
+        """Remember a `set_timeout` (the oldest are dropped past `MAX_UPDATES`)."""
+        self.updates.append(TimeoutUpdate(at=now(), set_timeout=end_at))
+        del self.updates[:-MAX_UPDATES]
 
     @property
     def killed_at(self) -> datetime | None:

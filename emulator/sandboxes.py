@@ -136,6 +136,15 @@ class SandboxManager:
         self.records: dict[str, SandboxRecord] = {}
         self._idempotency: dict[str, str] = {}
         self._idempotency_locks: dict[str, asyncio.Lock] = {}
+        self.version = 0
+        """Counts changes to the records, so the state file is written when they change."""
+
+    def restore(self, records: dict[str, SandboxRecord]) -> None:
+        """Records of an earlier run (from the state file): known, never live again."""
+        for sandbox_id, record in records.items():
+            if sandbox_id not in self.sandboxes:
+                self.records[sandbox_id] = record
+        self.version += 1
 
     # -- lookups -------------------------------------------------------------------------
     def get(self, sandbox_id: str) -> Sandbox:
@@ -232,6 +241,7 @@ class SandboxManager:
             raise EmulatorError(500, f"sandbox could not be started: {e}") from e
         self.sandboxes[sandbox_id] = sandbox
         self.records[sandbox_id] = sandbox.record
+        self.version += 1
         log.info("sandbox %s created from template %s", sandbox_id, template_id)
         return sandbox
 
@@ -246,6 +256,7 @@ class SandboxManager:
             sandbox.cut_streams(f"sandbox {sandbox_id} was paused while the stream was open")
             sandbox.runtime.freeze()
             sandbox.record.add("paused", reason)
+            self.version += 1
         log.info("sandbox %s paused (%s)", sandbox_id, reason)
 
     async def resume(self, sandbox_id: str, timeout: int | None, *, only_paused: bool) -> bool:
@@ -265,6 +276,7 @@ class SandboxManager:
             sandbox.record.state = "running"
             sandbox.set_end(seconds)
             sandbox.record.add("resumed")
+            self.version += 1
         log.info("sandbox %s resumed", sandbox_id)
         return True
 
@@ -272,6 +284,8 @@ class SandboxManager:
         sandbox = self.get(sandbox_id)
         seconds = self._check_timeout(timeout)
         sandbox.set_end(seconds)
+        sandbox.record.note_timeout(sandbox.end_at)
+        self.version += 1
 
     async def refresh(self, sandbox_id: str, duration: int | None) -> None:
         sandbox = self.get(sandbox_id)
@@ -291,6 +305,7 @@ class SandboxManager:
             sandbox.state = "killed"
             sandbox.record.state = "killed"
             sandbox.record.add("killed", reason)
+            self.version += 1
             self.sandboxes.pop(sandbox_id, None)
             sandbox.cut_streams(f"The sandbox {sandbox_id} was not found: it was killed")
         await sandbox.runtime.destroy()
@@ -324,5 +339,6 @@ class SandboxManager:
     async def reset(self) -> None:
         await self.kill_all("reset")
         self.records.clear()
+        self.version += 1
         self._idempotency.clear()
         self._idempotency_locks.clear()

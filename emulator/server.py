@@ -28,6 +28,7 @@ from .errors import EmulatorError
 from .faults import Chaos
 from .runtime import namespaces_available
 from .sandboxes import SandboxManager
+from .state import StateKeeper
 from .templates import load_templates
 
 log = logging.getLogger("emulator")
@@ -50,6 +51,12 @@ class EmulatorCore:
             isolated=self.isolated,
             max_lifetime=config.max_lifetime_seconds,
         )
+        self.state: StateKeeper | None = None
+        if config.state_file is not None:
+            self.state = StateKeeper(config.state_file, self.manager)
+            restored = self.state.restore()
+            if restored:
+                log.info("%d sandbox records restored from %s", restored, config.state_file)
         self.api_url = ""
         self.sandbox_url = ""
 
@@ -75,6 +82,8 @@ class EmulatorCore:
 
     async def close(self) -> None:
         await self.manager.kill_all("shutdown")
+        if self.state is not None:
+            await self.state.save()  # every sandbox now ended at its shutdown kill
         if self._own_data_dir:
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
@@ -134,6 +143,8 @@ async def serve(
         asyncio.create_task(servers[1].serve(sockets=[envd_sock])),
         asyncio.create_task(core.manager.run_timer(config.tick_seconds)),
     ]
+    if core.state is not None:
+        tasks.append(asyncio.create_task(core.state.run(config.tick_seconds)))
     try:
         while not all(s.started for s in servers):
             if any(t.done() for t in tasks):
@@ -159,7 +170,8 @@ async def serve(
         for task in tasks[:2]:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(task), 3)
-        tasks[2].cancel()
+        for task in tasks[2:]:
+            task.cancel()
         for sock in (api_sock, envd_sock):
             sock.close()
 
@@ -176,6 +188,7 @@ _SETTING_NAMES = {
     "data_dir": "--data-dir (env EMULATOR_DATA_DIR)",
     "latency": "--latency (env EMULATOR_LATENCY)",
     "isolation": "--isolation (env EMULATOR_ISOLATION)",
+    "state_file": "--state-file (env EMULATOR_STATE_FILE)",
     "quiet": "--quiet",
     "faults": "--fault-rate (env EMULATOR_FAULT_RATE)",
     "faults.rate_limit_rate": "--fault-rate (env EMULATOR_FAULT_RATE)",
@@ -221,6 +234,11 @@ _SETTING_NAMES = {
     "--retry-after", type=float, metavar="SECONDS", help="Retry-After seconds of injected 429s"
 )
 @click.option("--isolation", type=click.Choice(["auto", "namespace", "process"]))
+@click.option(
+    "--state-file",
+    metavar="FILE",
+    help="keep sandbox records here across restarts (env EMULATOR_STATE_FILE; default: none)",
+)
 @click.option("--quiet", is_flag=True, help="do not print the start line")
 @click.option("--log-level", default="warning", metavar="LEVEL")
 def command(log_level: str, **options: Any) -> int:
@@ -267,6 +285,7 @@ def config_from_options(options: Mapping[str, Any]) -> EmulatorConfig:
         "data_dir": options.get("data_dir"),
         "latency": ",".join(latency) if latency else None,
         "isolation": options.get("isolation"),
+        "state_file": options.get("state_file"),
         "quiet": options.get("quiet") or None,
     }
     faults = {

@@ -58,6 +58,18 @@ class _Urls:
         async with self.admin() as c:
             (await c.post("/_emulator/reset")).raise_for_status()
 
+    async def kill_http(self, sandbox_id: str, reason: str = "incident") -> None:
+        """Kill a sandbox behind its owner's back, as an incident or E2B's lifetime limit."""
+        async with self.admin() as c:
+            r = await c.post(f"/_emulator/sandboxes/{sandbox_id}/kill", json={"reason": reason})
+            r.raise_for_status()
+
+    async def events_http(self, sandbox_id: str | None = None, **params: Any) -> httpx.Response:
+        """`GET /events/sandboxes[/{id}]` with these query parameters, as E2B answers it."""
+        path = "/events/sandboxes" + (f"/{sandbox_id}" if sandbox_id else "")
+        async with self.admin() as c:
+            return await c.get(path, params=params)
+
 
 @dataclass
 class EmulatorHandle(_Urls):
@@ -93,6 +105,10 @@ class EmulatorHandle(_Urls):
 
     def live_sandboxes(self) -> list[str]:
         return list(self.core.manager.sandboxes)
+
+    async def kill(self, sandbox_id: str, reason: str = "incident") -> None:
+        """Kill a sandbox behind its owner's back (the record says `reason`)."""
+        await self.core.manager.kill(sandbox_id, reason=reason)
 
     async def reset(self) -> None:
         """Kill every sandbox, forget the records, restore latency and faults."""

@@ -1,4 +1,5 @@
-"""The billing ledger: one cost event per (session, sandbox), recorded exactly once.
+"""The billing ledger: one cost event per (session, sandbox), recorded exactly once, and the
+closed running segments it is made of (one per sandbox and start), recorded as they close.
 
 The interface (`Ledger`), its values and the billing arithmetic (`Usage`) are plain Python; the
 SQL backend behind `open_ledger()` (SQLAlchemy: SQLite via aiosqlite, or PostgreSQL via asyncpg
@@ -12,9 +13,17 @@ from typing import TYPE_CHECKING
 
 from common.lazy import lazy_exports
 from ledger.base import Ledger
-from ledger.billing import BilledState, Segment, Usage
+from ledger.billing import BilledState, Segment, Usage, daily_costs
 from ledger.errors import LedgerConfigError, LedgerError, LedgerUnavailable
-from ledger.models import CostEvent, CostSummary, Outcome, RecordResult, SummaryBy
+from ledger.models import (
+    CostEvent,
+    CostSummary,
+    DailyCost,
+    Outcome,
+    RecordResult,
+    SegmentEvent,
+    SummaryBy,
+)
 
 if TYPE_CHECKING:
     from ledger.config import mask_url, resolve_ledger_url
@@ -35,6 +44,7 @@ __all__ = [
     "BilledState",
     "CostEvent",
     "CostSummary",
+    "DailyCost",
     "Ledger",
     "LedgerConfigError",
     "LedgerError",
@@ -42,9 +52,11 @@ __all__ = [
     "Outcome",
     "RecordResult",
     "Segment",
+    "SegmentEvent",
     "SqlLedger",
     "SummaryBy",
     "Usage",
+    "daily_costs",
     "mask_url",
     "open_ledger",
     "resolve_ledger_url",

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     CheckConstraint,
     Column,
     Connection,
@@ -21,7 +22,9 @@ from sqlalchemy import (
     Text,
     select,
     text,
+    true,
 )
+from sqlalchemy.schema import CreateTable
 from sqlalchemy.types import TypeDecorator
 
 from ledger.errors import LedgerError
@@ -59,40 +62,126 @@ schema_version = Table(
     CheckConstraint("id = 1", name="schema_version_single_row"),
 )
 
+
+def _outcomes(outcomes: tuple[str, ...]) -> str:
+    return "outcome IN (" + ", ".join(f"'{o}'" for o in outcomes) + ")"
+
+
+def _cost_event_columns() -> list[Column[Any]]:
+    """The columns of version 1's cost_events, new objects for each table that has them."""
+    return [
+        Column("session_id", Text, nullable=False),
+        Column("sandbox_id", Text, nullable=False),
+        Column("org_id", Text, nullable=False),
+        Column("issue_id", Text, nullable=True),
+        Column("template_id", Text, nullable=False),
+        Column("started_at", UTCDateTime, nullable=False),
+        Column("ended_at", UTCDateTime, nullable=False),
+        Column("running_seconds", Float, nullable=False),
+        Column("paused_seconds", Float, nullable=False),
+        Column("wall_seconds", Float, nullable=False),
+        Column("outcome", Text, nullable=False),
+        Column("recorded_at", UTCDateTime, nullable=False),
+    ]
+
+
+def _cost_event_rules(outcomes: tuple[str, ...]) -> list[Any]:
+    return [
+        # The idempotency key: one row per (session, sandbox), forever.
+        PrimaryKeyConstraint("session_id", "sandbox_id", name="cost_events_idempotency_key"),
+        CheckConstraint(
+            "running_seconds >= 0 AND paused_seconds >= 0 AND wall_seconds >= 0",
+            name="cost_events_seconds_not_negative",
+        ),
+        CheckConstraint("ended_at >= started_at", name="cost_events_ordered"),
+        CheckConstraint(_outcomes(outcomes), name="cost_events_outcome"),
+    ]
+
+
+# Each version's outcomes, frozen: a migration does the same thing whenever it runs. A new
+# `Outcome` needs a migration that widens the check (a test keeps the two equal).
+_V1_OUTCOMES = ("finished", "failed", "cancelled")
+OUTCOMES = (*_V1_OUTCOMES, "lost")  # version 2
+
 cost_events = Table(
     "cost_events",
     metadata,
-    Column("session_id", Text, nullable=False),
-    Column("sandbox_id", Text, nullable=False),
-    Column("org_id", Text, nullable=False),
-    Column("issue_id", Text, nullable=True),
-    Column("template_id", Text, nullable=False),
-    Column("started_at", UTCDateTime, nullable=False),
-    Column("ended_at", UTCDateTime, nullable=False),
-    Column("running_seconds", Float, nullable=False),
-    Column("paused_seconds", Float, nullable=False),
-    Column("wall_seconds", Float, nullable=False),
-    Column("outcome", Text, nullable=False),
-    Column("recorded_at", UTCDateTime, nullable=False),
-    # The idempotency key: one row per (session, sandbox), forever.
-    PrimaryKeyConstraint("session_id", "sandbox_id", name="cost_events_idempotency_key"),
-    CheckConstraint(
-        "running_seconds >= 0 AND paused_seconds >= 0 AND wall_seconds >= 0",
-        name="cost_events_seconds_not_negative",
-    ),
-    CheckConstraint("ended_at >= started_at", name="cost_events_ordered"),
-    CheckConstraint("outcome IN ('finished', 'failed', 'cancelled')", name="cost_events_outcome"),
+    *_cost_event_columns(),
+    # Version 2: the provider's record of the end (True), or the last moment known alive.
+    Column("end_confirmed", Boolean, nullable=False, server_default=true()),
+    *_cost_event_rules(OUTCOMES),
     Index("cost_events_org", "org_id"),
     Index("cost_events_issue", "issue_id"),
 )
 
+cost_segments = Table(
+    "cost_segments",
+    metadata,
+    Column("session_id", Text, nullable=False),
+    Column("org_id", Text, nullable=False),
+    Column("issue_id", Text, nullable=True),
+    Column("sandbox_id", Text, nullable=False),
+    Column("template_id", Text, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    # One row per closed running stretch of a sandbox, forever.
+    PrimaryKeyConstraint("sandbox_id", "started_at", name="cost_segments_idempotency_key"),
+    CheckConstraint("ended_at >= started_at", name="cost_segments_ordered"),
+    CheckConstraint("seconds >= 0", name="cost_segments_seconds_not_negative"),
+    Index("cost_segments_session", "session_id"),
+    Index("cost_segments_org", "org_id"),
+    Index("cost_segments_started", "started_at"),
+)
+
 
 def _v1(conn: Connection) -> None:
-    cost_events.create(conn, checkfirst=True)
+    # Version 1's table as it was: later migrations bring it on from there.
+    v1 = Table(
+        "cost_events",
+        MetaData(),
+        *_cost_event_columns(),
+        *_cost_event_rules(_V1_OUTCOMES),
+        Index("cost_events_org", "org_id"),
+        Index("cost_events_issue", "issue_id"),
+    )
+    v1.create(conn, checkfirst=True)
+
+
+def _v2(conn: Connection) -> None:
+    """`end_confirmed` (true for every row so far), the outcome `lost`, and the segments."""
+    if conn.dialect.name == "sqlite":
+        _rebuild_sqlite_cost_events(conn)
+    else:
+        conn.execute(
+            text("ALTER TABLE cost_events ADD COLUMN end_confirmed BOOLEAN NOT NULL DEFAULT true")
+        )
+        conn.execute(text("ALTER TABLE cost_events DROP CONSTRAINT cost_events_outcome"))
+        conn.execute(
+            text(
+                "ALTER TABLE cost_events ADD CONSTRAINT cost_events_outcome "
+                f"CHECK ({_outcomes(OUTCOMES)})"
+            )
+        )
+    cost_segments.create(conn, checkfirst=True)
+
+
+def _rebuild_sqlite_cost_events(conn: Connection) -> None:
+    """SQLite cannot alter a CHECK constraint: build the new table, copy the rows over, drop the
+    old one, take its name and indexes (SQLite's own recipe, inside the migration's transaction)."""
+    new = cost_events.to_metadata(MetaData(), name="cost_events_v2")
+    conn.execute(CreateTable(new))  # no indexes yet: their names are the old table's
+    columns = ", ".join(column.name for column in _cost_event_columns())
+    conn.execute(text(f"INSERT INTO cost_events_v2 ({columns}) SELECT {columns} FROM cost_events"))
+    conn.execute(text("DROP TABLE cost_events"))
+    conn.execute(text("ALTER TABLE cost_events_v2 RENAME TO cost_events"))
+    for index in cost_events.indexes:
+        index.create(conn)
 
 
 # Append only: migration N brings the schema from version N-1 to N.
-_MIGRATIONS: list[Callable[[Connection], None]] = [_v1]
+_MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
 LATEST_VERSION = len(_MIGRATIONS)
 
 

@@ -1,20 +1,23 @@
 """What a sandbox cost: its running and paused stretches, and the cost event they add up to.
 
 Pure arithmetic on provider-confirmed times, no I/O and no clock, so the session workflow can use
-it deterministically and the stray reconciler bills with the very same rules.
+it deterministically and the stray reconciler bills with the very same rules: the cost event's
+running seconds and the running segments the ledger keeps come from the same stretches.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
 from typing import Literal
 
 from pydantic import BaseModel
 
-from ledger.models import CostEvent, Outcome
+from ledger.models import CostEvent, DailyCost, Outcome, SegmentEvent
 
-__all__ = ["BilledState", "Segment", "Usage"]
+__all__ = ["BilledState", "Segment", "Usage", "daily_costs"]
 
 BilledState = Literal["running", "paused"]
 
@@ -76,6 +79,34 @@ class Usage:
                 total += max(((seg.end or now) - seg.start).total_seconds(), 0.0)
         return round(total, 3)
 
+    def running_segment_events(
+        self,
+        *,
+        session_id: str,
+        org_id: str,
+        issue_id: str | None,
+        sandbox_id: str,
+        template_id: str,
+    ) -> list[SegmentEvent]:
+        """The closed running stretches, as the ledger's segments (oldest first).
+
+        An open stretch is not one yet (it is recorded when it closes), and an empty one bills
+        nothing and is left out; the rest have distinct starts, the segments' key. Their seconds
+        add up to the cost event's running seconds (which `cost_event` computes from them).
+        """
+        return [
+            SegmentEvent(
+                session_id=session_id,
+                org_id=org_id,
+                issue_id=issue_id,
+                sandbox_id=sandbox_id,
+                template_id=template_id,
+                started_at=start,
+                ended_at=end,
+            )
+            for start, end in self._closed_running()
+        ]
+
     def cost_event(
         self,
         *,
@@ -86,17 +117,21 @@ class Usage:
         template_id: str,
         ended_at: datetime,
         outcome: Outcome,
+        end_confirmed: bool = True,
     ) -> CostEvent:
         """Close the usage at `ended_at` and bill it: the row the ledger keeps once.
 
         `ended_at` never precedes the last transition (so neither the start): running and
-        paused seconds then always add up to the wall time.
+        paused seconds then always add up to the wall time. `end_confirmed`: False when
+        `ended_at` is only the last moment the sandbox was known alive (see `CostEvent`).
+        The running seconds are the sum of `running_segment_events()`, to the millisecond.
         """
         started_at = self.started_at
         if started_at is None:
             raise ValueError("a sandbox that never ran costs nothing: there is no event to record")
         ended_at = max(ended_at, _latest(self.segments[-1]))
         self.close(ended_at)
+        running = sum((end - start).total_seconds() for start, end in self._closed_running())
         return CostEvent(
             session_id=session_id,
             org_id=org_id,
@@ -105,13 +140,51 @@ class Usage:
             template_id=template_id,
             started_at=started_at,
             ended_at=ended_at,
-            running_seconds=self.seconds("running", ended_at),
+            running_seconds=round(running, 3),
             paused_seconds=self.seconds("paused", ended_at),
             wall_seconds=(ended_at - started_at).total_seconds(),
             outcome=outcome,
+            end_confirmed=end_confirmed,
         )
+
+    def _closed_running(self) -> list[tuple[datetime, datetime]]:
+        """(start, end) of each closed running stretch that lasted at all, in order."""
+        return [
+            (seg.start, seg.end)
+            for seg in self.segments
+            if seg.state == "running" and seg.end is not None and seg.end > seg.start
+        ]
 
 
 def _latest(segment: Segment) -> datetime:
     """The latest time a stretch is known at: its end, or its start while it lasts."""
     return segment.end if segment.end is not None else segment.start
+
+
+def daily_costs(segments: Iterable[SegmentEvent]) -> list[DailyCost]:
+    """Running seconds per UTC day, oldest day first; a segment crossing midnight is cut there.
+
+    A sandbox counts on a day it ran on (an empty segment: on the day it is stamped).
+    """
+    running: dict[date, timedelta] = defaultdict(timedelta)
+    sandboxes: dict[date, set[str]] = defaultdict(set)
+    for segment in segments:
+        start, end = segment.started_at, segment.ended_at
+        day = start.date()
+        while True:
+            midnight = datetime.combine(day + timedelta(days=1), clock_time(), tzinfo=UTC)
+            piece = min(end, midnight) - max(start, midnight - timedelta(days=1))
+            if piece > timedelta(0) or start == end:
+                running[day] += piece
+                sandboxes[day].add(segment.sandbox_id)
+            if end <= midnight:
+                break
+            day += timedelta(days=1)
+    return [
+        DailyCost(
+            day=day,
+            sandboxes=len(sandboxes[day]),
+            running_seconds=running[day].total_seconds(),
+        )
+        for day in sorted(running)
+    ]

@@ -1,13 +1,15 @@
-"""The ledger's values: one cost event per (session, sandbox), and sums of them."""
+"""The ledger's values: one cost event per (session, sandbox), the running segments it is made
+of, and sums of them."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Outcome = Literal["finished", "failed", "cancelled"]
+Outcome = Literal["finished", "failed", "cancelled", "lost"]
+"""How the session ended; `lost`: the sandbox died behind the session's back (E2B killed it)."""
 SummaryBy = Literal["session", "issue", "org"]
 
 _Seconds = Field(ge=0, allow_inf_nan=False)
@@ -32,6 +34,10 @@ class CostEvent(BaseModel):
     paused_seconds: float = _Seconds
     wall_seconds: float = _Seconds
     outcome: Outcome
+    end_confirmed: bool = True
+    """True when `ended_at` is the provider's record of the sandbox's end (its terminate, or its
+    lifecycle event); False when it is the last moment the sandbox was known alive (a sandbox
+    lost with no record of its end is billed to there, never beyond)."""
 
     @field_validator("started_at", "ended_at")
     @classmethod
@@ -49,6 +55,55 @@ class CostEvent(BaseModel):
     def idempotency_key(self) -> str:
         """The (session, sandbox) pair the database keeps unique: at most one row per key."""
         return f"{self.session_id}/{self.sandbox_id}"
+
+
+class SegmentEvent(BaseModel):
+    """One closed running stretch of a sandbox: recorded once, when it closes (a pause, the end).
+
+    The ledger keeps one row per (sandbox, start); the running seconds of a billed sandbox are the
+    sum of its segments. Paused stretches cost nothing and are not segments.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    session_id: str = Field(min_length=1)
+    org_id: str = Field(min_length=1)
+    issue_id: str | None = None
+    sandbox_id: str = Field(min_length=1)
+    template_id: str = Field(min_length=1)
+    started_at: AwareDatetime
+    ended_at: AwareDatetime
+
+    @field_validator("started_at", "ended_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SegmentEvent:
+        if self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        return self
+
+    @property
+    def seconds(self) -> float:
+        """The stretch's length, to the microsecond."""
+        return (self.ended_at - self.started_at).total_seconds()
+
+    @property
+    def idempotency_key(self) -> str:
+        """The (sandbox, start) pair the database keeps unique: at most one row per key."""
+        return f"{self.sandbox_id}@{self.started_at.isoformat()}"
+
+
+class DailyCost(BaseModel):
+    """The running seconds of one UTC day (`sessions costs --by day`), from the segments: a
+    segment that crosses midnight counts on each side of it."""
+
+    day: date
+    sandboxes: int = Field(ge=0)
+    """Sandboxes that ran on that day."""
+    running_seconds: float
 
 
 class CostSummary(BaseModel):

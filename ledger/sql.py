@@ -2,13 +2,14 @@
 when several workers share it.
 
 Exactly-once comes from the database, not from the caller: `INSERT ... ON CONFLICT DO NOTHING` on
-the (session, sandbox) key, then the stored row is read back in the same transaction.
+the (session, sandbox) key, then the stored row is read back in the same transaction; the running
+segments likewise, on their (sandbox, start) key.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, get_args
@@ -18,12 +19,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ledger._schema import cost_events, lock_for_migration, migrate
+from ledger._schema import cost_events, cost_segments, lock_for_migration, migrate
+from ledger.billing import daily_costs
 from ledger.config import LedgerTarget, parse_ledger_url, resolve_ledger_url
 from ledger.errors import LedgerError, LedgerUnavailable
-from ledger.models import CostEvent, CostSummary, RecordResult, SummaryBy
+from ledger.models import CostEvent, CostSummary, DailyCost, RecordResult, SegmentEvent, SummaryBy
 
 _EVENT_COLUMNS = tuple(CostEvent.model_fields)
+_SEGMENT_COLUMNS = tuple(SegmentEvent.model_fields)
 _GROUP_COLUMN = {"session": "session_id", "issue": "issue_id", "org": "org_id"}
 
 
@@ -48,18 +51,21 @@ class SqlLedger:
         async with self._transaction(write=True) as conn:
             await conn.run_sync(_locked_migrate)
 
-    async def record(self, event: CostEvent) -> RecordResult:
+    async def record(self, event: CostEvent, segments: Sequence[SegmentEvent] = ()) -> RecordResult:
+        now = datetime.now(UTC)
         values = event.model_dump()
-        values["recorded_at"] = datetime.now(UTC)
+        values["recorded_at"] = now
         returned = [cost_events.c[name] for name in _EVENT_COLUMNS]
         async with self._transaction(write=True) as conn:
             insert = (
-                _insert(conn)
+                _insert(conn, cost_events)
                 .values(values)
                 .on_conflict_do_nothing(index_elements=["session_id", "sandbox_id"])
             )
             row = (await conn.execute(insert.returning(*returned))).first()
             if row is not None:
+                # The account that won brings its segments, in the same transaction.
+                await _insert_segments(conn, segments, now)
                 return RecordResult(inserted=True, event=_event(row))
             stored = (
                 await conn.execute(
@@ -69,7 +75,38 @@ class SqlLedger:
                     )
                 )
             ).one()
+            if _event(stored) == event:  # this very account, recorded before: add what it lacks
+                await _insert_segments(conn, segments, now)
         return RecordResult(inserted=False, event=_event(stored))
+
+    async def record_segment(self, segment: SegmentEvent) -> bool:
+        async with self._transaction(write=True) as conn:
+            return await _insert_segments(conn, [segment], datetime.now(UTC)) == 1
+
+    async def segments(
+        self,
+        *,
+        session_id: str | None = None,
+        org_id: str | None = None,
+        issue_id: str | None = None,
+    ) -> list[SegmentEvent]:
+        query = select(*(cost_segments.c[name] for name in _SEGMENT_COLUMNS)).order_by(
+            cost_segments.c.started_at, cost_segments.c.sandbox_id
+        )
+        filters: dict[str, str | None] = {
+            "session_id": session_id,
+            "org_id": org_id,
+            "issue_id": issue_id,
+        }
+        for name, value in filters.items():
+            if value is not None:
+                query = query.where(cost_segments.c[name] == value)
+        async with self._transaction() as conn:
+            rows = (await conn.execute(query)).all()
+        return [SegmentEvent.model_validate(dict(row._mapping)) for row in rows]
+
+    async def daily(self, *, org_id: str | None = None) -> list[DailyCost]:
+        return daily_costs(await self.segments(org_id=org_id))
 
     async def events(
         self,
@@ -211,9 +248,30 @@ def _locked_migrate(conn: Connection) -> None:
     migrate(conn)
 
 
-def _insert(conn: AsyncConnection) -> Any:
+def _insert(conn: AsyncConnection, table: Any) -> Any:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(cost_events)
+    return dialect.insert(table)
+
+
+async def _insert_segments(
+    conn: AsyncConnection, segments: Iterable[SegmentEvent], now: datetime
+) -> int:
+    """Insert the segments not there yet (one statement each: a row that is there stays as it
+    is); how many were new."""
+    inserted = 0
+    for segment in segments:
+        # Revalidate: a model built without validation must not reach the database.
+        segment = SegmentEvent.model_validate(dict(segment))
+        values = {**segment.model_dump(), "seconds": segment.seconds, "recorded_at": now}
+        insert = (
+            _insert(conn, cost_segments)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["sandbox_id", "started_at"])
+            .returning(cost_segments.c.sandbox_id)
+        )
+        if (await conn.execute(insert)).first() is not None:
+            inserted += 1
+    return inserted
 
 
 def _event(row: Row[Any]) -> CostEvent:

@@ -35,6 +35,8 @@ from provider.errors import (
 )
 from provider.models import (
     CapabilityProfile,
+    CheckInput,
+    CheckResult,
     ExecInput,
     ExecResult,
     KeepAliveInput,
@@ -65,6 +67,8 @@ __getattr__ = lazy_exports(
 __all__ = [
     "CapabilityProfile",
     "ChainCredentialSource",
+    "CheckInput",
+    "CheckResult",
     "CredentialSource",
     "CredentialsMissing",
     "E2BSandboxProvider",

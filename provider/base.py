@@ -9,6 +9,8 @@ from pydantic import BaseModel, Field
 
 from provider.models import (
     CapabilityProfile,
+    CheckInput,
+    CheckResult,
     ExecInput,
     ExecResult,
     KeepAliveInput,
@@ -55,6 +57,12 @@ class SandboxProvider(Protocol):
     async def keep_alive(self, input: KeepAliveInput) -> KeepAliveResult: ...
 
     async def terminate(self, input: TerminateInput) -> TerminateResult: ...
+
+    async def check(self, input: CheckInput) -> CheckResult:
+        """Is the sandbox alive; if gone, when did it end (by the provider's own record)?
+
+        Gone is a result, not an error; a sandbox of another session is `SandboxNotOwned`."""
+        ...
 
     async def list_sandboxes(
         self, org_id: str, *, metadata: dict[str, str] | None = None

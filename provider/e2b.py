@@ -22,19 +22,30 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from e2b import AsyncSandbox, SandboxQuery, SandboxState
+from e2b.api import handle_api_exception
+from e2b.api.client_async import get_api_client
+from e2b.connection_config import ConnectionConfig
 from e2b.sandbox.commands.command_handle import CommandExitException
 
 from common.ids import MANAGED_BY, MANAGED_BY_KEY, OWNER_KEY
 from common.settings import ProviderSettings
-from provider import _runner
+from provider import _runner, events
 from provider._e2b_errors import mapped
 from provider.base import ListedSandbox
 from provider.capabilities import e2b_capabilities
 from provider.credentials import CredentialSource, default_credentials, describe_source
-from provider.errors import ExecTimeout, InvalidRequest, ProviderError, SandboxNotOwned
+from provider.errors import (
+    ExecTimeout,
+    InvalidRequest,
+    ProviderError,
+    SandboxGone,
+    SandboxNotOwned,
+)
 from provider.limits import CreateLimiter, TierLimits
 from provider.models import (
     CapabilityProfile,
+    CheckInput,
+    CheckResult,
     ExecInput,
     ExecResult,
     KeepAliveInput,
@@ -381,12 +392,66 @@ class E2BSandboxProvider:
         return KeepAliveResult(expires_at=expires_at)
 
     async def terminate(self, input: TerminateInput) -> TerminateResult:
+        """Kill the sandbox; one already gone ended when the provider's record says (when it
+        has one), not now: a retried terminate, or a sandbox lost unnoticed, bills to its end."""
         ref = input.ref
         with self._api(ref.org_id, f"kill sandbox {ref.sandbox_id}") as opts:
             killed = await AsyncSandbox.kill(ref.sandbox_id, **opts)
         if killed:
             log.info("sandbox %s killed", ref.sandbox_id)
-        return TerminateResult(terminated_at=_now(), already_gone=not killed)
+            return TerminateResult(terminated_at=_now())
+        asked = _now()
+        ended = await self._recorded_end(ref.org_id, ref.sandbox_id)
+        return TerminateResult(
+            terminated_at=ended or asked, already_gone=True, end_confirmed=ended is not None
+        )
+
+    async def check(self, input: CheckInput) -> CheckResult:
+        """Alive (running or paused) by the provider's get-info, or gone (404) with its end from
+        the lifecycle events; gone is an answer, not an error."""
+        ref = input.ref
+        try:
+            with self._api(ref.org_id, f"check sandbox {ref.sandbox_id}") as opts:
+                info = await AsyncSandbox.get_info(ref.sandbox_id, **opts)
+        except SandboxGone:
+            checked = _now()
+            ended = await self._recorded_end(ref.org_id, ref.sandbox_id)
+            return CheckResult(
+                alive=False,
+                state="gone",
+                checked_at=checked,
+                ended_at=ended,
+                end_confirmed=ended is not None,
+            )
+        _check_owner(ref, info)
+        paused = str(info.state) == "paused"
+        return CheckResult(alive=True, state="paused" if paused else "running", checked_at=_now())
+
+    async def sandbox_end(self, org_id: str, sandbox_id: str) -> datetime | None:
+        """When the sandbox ended by E2B's lifecycle events (its `killed` event), or None when
+        E2B has no such record (alive, unknown, past the 7-day retention, or no events API).
+
+        A failure to read them is raised as a `ProviderError`."""
+        with self._api(org_id, f"read lifecycle events of sandbox {sandbox_id}") as opts:
+            client = get_api_client(ConnectionConfig(**opts)).get_async_httpx_client()
+            res = await client.get(events.events_path(sandbox_id), params=events.killed_query())
+            if res.status_code == 404:
+                return None
+            if res.status_code >= 300:
+                raise handle_api_exception(res)
+            return events.killed_at(res.json(), sandbox_id)
+
+    async def _recorded_end(self, org_id: str, sandbox_id: str) -> datetime | None:
+        """`sandbox_end`, with a failed read logged as one line and taken as no record."""
+        try:
+            return await self.sandbox_end(org_id, sandbox_id)
+        except ProviderError as err:
+            log.warning(
+                "end of sandbox %s unconfirmed: its lifecycle events could not be read (%s)",
+                sandbox_id,
+                err.type,
+            )
+            return None
 
     def capabilities(self, pool: PoolConfig | None = None) -> CapabilityProfile:
         return e2b_capabilities(pool)

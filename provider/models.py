@@ -193,4 +193,25 @@ class TerminateInput(_Model):
 
 class TerminateResult(_Model):
     terminated_at: datetime
+    """When the sandbox ended: now for a kill that went through; for one found already gone,
+    the provider's record of its end (`end_confirmed`), else now (`end_confirmed` False)."""
     already_gone: bool = False
+    end_confirmed: bool = True
+
+
+class CheckInput(_Model):
+    ref: SandboxRef
+
+
+class CheckResult(_Model):
+    """Whether the sandbox still lives, and, when it is gone, when the provider says it ended:
+    a sandbox lost behind the workflow's back is billed to its real end, not to its discovery."""
+
+    alive: bool
+    state: Literal["running", "paused", "gone"]
+    checked_at: datetime
+    """When the provider answered (a live sandbox was alive then)."""
+    ended_at: datetime | None = None
+    """A gone sandbox's end by the provider's record (its `killed` event); None when the
+    provider has none (never had one, retention passed, or it could not be read)."""
+    end_confirmed: bool = False

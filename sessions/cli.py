@@ -17,7 +17,7 @@ import click
 
 from common.cli import CONTEXT_SETTINGS
 from common.cli import main as run_command
-from common.errors import ConfigError, SessionsError
+from common.errors import ConfigError, SessionsError, TemporalUnreachable
 from common.text import first_unsafe
 from common.units import DEFAULT_PRICE_PER_SECOND, MAX_DURATION_SECONDS, parse_duration
 from sessions.dev_env import apply_dev_env, parse_env_pairs
@@ -139,7 +139,14 @@ class _Price(click.ParamType):
 
 class _Group(click.Group):
     """The `sessions` group: whatever goes wrong is said with the data in it escaped (a session's
-    error, a gate name, an argument echoed back), so an error line drives no terminal either."""
+    error, a gate name, an argument echoed back), so an error line drives no terminal either.
+    `sessions` alone prints its help on stdout and exits 0: asking what there is is no error."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and self.no_args_is_help and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -223,9 +230,10 @@ def cli(ctx: click.Context) -> None:
 def dev(port: int, ui_port: int | None, emulator_port: int, data_dir: str | None) -> int:
     """Run everything here: Temporal dev server (persistent, Web UI), E2B emulator and a worker.
 
-    Sessions survive a restart (the database lives in the data directory). Ctrl-C stops it all.
-    Other `sessions` commands run from the same directory find this stack through
-    <data dir>/dev.env.
+    Ctrl-C stops it all. A restart keeps Temporal's state and the ledger (in the data
+    directory), not the sandboxes (in the emulator's memory): a session whose sandbox was live
+    then ends `lost`, billed up to the moment the previous `sessions dev` stopped. Other
+    `sessions` commands run from the same directory find this stack through <data dir>/dev.env.
     """
     from sessions.dev import DevOptions, run_dev
 
@@ -255,7 +263,14 @@ def worker(ledger_url: str | None) -> int:
         os.environ["TEMPORAL_ADDRESS"] = conn["address"]
     if conn["namespace"]:
         os.environ["TEMPORAL_NAMESPACE"] = conn["namespace"]
-    return worker_module.serve(task_queue=conn["task_queue"], ledger_url=ledger_url)
+    try:
+        return worker_module.serve(task_queue=conn["task_queue"], ledger_url=ledger_url)
+    except TemporalUnreachable as err:  # the SDK's transport error, reduced to its cause
+        from common.temporal import connect_config
+        from sessions.client import unreachable_message
+
+        target = connect_config()["target_host"]
+        raise TemporalUnreachable(unreachable_message(target, err.__context__ or err)) from None
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -597,10 +612,17 @@ cli.command("cancel")(_end_command("cancel"))
 
 
 @cli.command()
+@connection_options
 @click.option(
     "--by",
-    type=click.Choice(["session", "issue", "org"]),
-    help="Sum per session, issue or org [default: one row per cost event].",
+    type=click.Choice(["session", "issue", "org", "day"]),
+    help="Sum per session, issue or org, or per UTC day from the running segments "
+    "[default: one row per cost event].",
+)
+@click.option(
+    "--live",
+    is_flag=True,
+    help="The running sessions' cost so far: recorded segments plus the open one, up to now.",
 )
 @click.option("--json", "as_json", is_flag=True, help="The contract's JSON shapes.")
 @click.option("--ledger-url", metavar="URL", help="The ledger (env LEDGER_URL; SQLite file).")
@@ -611,9 +633,20 @@ cli.command("cancel")(_end_command("cancel"))
     f"[default: {DEFAULT_PRICE_PER_SECOND:.8f}].",
 )
 def costs(
-    by: str | None, as_json: bool, ledger_url: str | None, price_per_second: float | None
+    by: str | None,
+    live: bool,
+    as_json: bool,
+    ledger_url: str | None,
+    price_per_second: float | None,
 ) -> int:
     """The billing ledger: one cost event per session and sandbox, or sums of them.
+
+    A cost event is recorded when a session's sandbox ends; its running stretches are recorded
+    as each one closes (a pause, the end). `--by day` sums those stretches per UTC day (one
+    that crosses midnight counts on both sides). `--live` shows the sessions still open: what
+    the ledger holds of them plus the stretch running now, counted up to this machine's clock
+    (it asks Temporal, like `sessions list`). An ENDED time marked "(last seen)" is a sandbox
+    lost with no record of its end, billed to the last moment it was known alive.
 
     The dollar figure is an estimate: running seconds x E2B's published per-second price for
     its default sandbox, 2 vCPU x $0.000014 + 0.5 GiB x $0.0000045 = $0.00003025 per second.
@@ -623,15 +656,41 @@ def costs(
     from sessions.client import read_costs
 
     price = _price(price_per_second)
+    if live:
+        if by is not None:
+            raise click.UsageError("--live shows each open session: it takes no --by")
+        return _live_costs(as_json=as_json, ledger_url=ledger_url, price=price)
     rows = _run(read_costs(by=by, ledger_url=ledger_url))  # type: ignore[arg-type]
     if as_json:
         if by is None:
             render.print_json([e.model_dump(mode="json") for e in rows])
+        elif by == "day":
+            render.print_json([render.daily_json(d) for d in rows])
         else:
             render.print_json([render.summary_json(s) for s in rows])
+    elif by == "day":
+        render.show_daily(rows, price=price)
     else:
         render.show_costs(rows, by=by, price=price)
     return 0
+
+
+def _live_costs(*, as_json: bool, ledger_url: str | None, price: float) -> int:
+    """`costs --live`: the open stretch is counted up to this machine's clock, not a worker's."""
+    from datetime import UTC, datetime
+
+    from sessions.client import live_costs
+
+    async def go() -> int:
+        client = await _client()
+        rows = await live_costs(client, ledger_url=ledger_url)  # now: once the statuses are in
+        if as_json:
+            render.print_json([render.live_json(r) for r in rows])
+        else:
+            render.show_live(rows, price=price, as_of=rows[0].as_of if rows else datetime.now(UTC))
+        return 0
+
+    return _run(go())
 
 
 def _price(value: float | None) -> float:

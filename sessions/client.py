@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel
@@ -40,7 +41,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from common.failures import describe_failure
 from common.ids import session_id_of
 from common.settings import CliSettings
-from common.temporal import connect_temporal
+from common.temporal import connect_config, connect_temporal
+from ledger.billing import Usage
 from provider.models import ExecResult, PoolConfig
 from sessions.errors import (
     ConfigError,
@@ -71,6 +73,9 @@ from workflows.models import (
 POLL_SECONDS = 0.5
 _GRACE = timedelta(seconds=5)
 """RPC deadlines sit past our own timeout, so it is ours that fires and names the queue."""
+
+_ENDED_STATES = frozenset({"finished", "failed", "cancelled", "lost"})
+"""A session in one of these has closed its sandbox's account: its figures are final."""
 
 _CLOSED_STATE = {
     WorkflowExecutionStatus.COMPLETED: "finished",
@@ -138,12 +143,22 @@ class SessionClient:
     ) -> SessionClient:
         """Connect with `temporalio.envconfig` (argument > TEMPORAL_* > profile > default),
         encrypting payloads with `SESSIONS_PAYLOAD_KEYS` when set."""
-        client = await connect_temporal(
-            address=address,
-            namespace=namespace,
-            payload_keys=CliSettings.load().payload_keys,
-            interceptors=with_tracing(()),
-        )
+        try:
+            client = await connect_temporal(
+                address=address,
+                namespace=namespace,
+                payload_keys=CliSettings.load().payload_keys,
+                interceptors=with_tracing(()),
+            )
+        except TemporalUnreachable as err:
+            target = connect_config(address=address, namespace=namespace)["target_host"]
+            raise TemporalUnreachable(unreachable_message(target, err.__context__ or err)) from None
+        except ValueError as err:  # the SDK's word for an address it cannot parse
+            target = connect_config(address=address, namespace=namespace)["target_host"]
+            raise ConfigError(
+                f"invalid Temporal address {target!r} (--address, TEMPORAL_ADDRESS): "
+                f"{_one_line(err)}"
+            ) from None
         return cls(client, task_queue=task_queue, worker_timeout=worker_timeout)
 
     # ------------------------------------------------------------------ lifecycle
@@ -286,10 +301,12 @@ class SessionClient:
         async with _translated(session_id):
             try:
                 async with asyncio.timeout(self.worker_timeout.total_seconds()):
-                    return await handle.query(
-                        "status",
-                        result_type=SessionStatus,
-                        rpc_timeout=self.worker_timeout + _GRACE,
+                    return live_figures(
+                        await handle.query(
+                            "status",
+                            result_type=SessionStatus,
+                            rpc_timeout=self.worker_timeout + _GRACE,
+                        )
                     )
             except (RPCTimeoutOrCancelledError, RPCError, TimeoutError) as err:
                 if isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND:
@@ -375,32 +392,129 @@ class SessionClient:
         try:
             handle = self.client.get_workflow_handle(execution.id, run_id=execution.run_id)
             async with asyncio.timeout(self.worker_timeout.total_seconds()):
-                return await handle.query(
-                    "status", result_type=SessionStatus, rpc_timeout=self.worker_timeout
+                return live_figures(
+                    await handle.query(
+                        "status", result_type=SessionStatus, rpc_timeout=self.worker_timeout
+                    )
                 )
         except Exception:  # no worker, or a run it cannot replay: show what visibility knows
             return None
 
 
 async def read_costs(
-    *, by: Literal["session", "issue", "org"] | None = None, ledger_url: str | None = None
+    *, by: Literal["session", "issue", "org", "day"] | None = None, ledger_url: str | None = None
 ) -> list[Any]:
-    """Cost events (`CostEvent`) or sums (`CostSummary`) from the ledger, as `LedgerError`-free."""
+    """Cost events (`CostEvent`), sums (`CostSummary`) per session, issue or org, or running
+    seconds per UTC day (`DailyCost`, from the segments) from the ledger, as `LedgerError`-free."""
+    from ledger import LedgerError
+
+    async with _reading_ledger(ledger_url) as ledger:
+        if ledger is None:
+            return []
+        try:
+            if by is None:
+                return list(await ledger.events())
+            if by == "day":
+                return list(await ledger.daily())
+            return list(await ledger.summary(by))
+        except LedgerError as err:
+            raise SessionsError(f"ledger: {err}") from None
+
+
+class LiveCost(BaseModel):
+    """One open session's cost so far (`sessions costs --live`): the running segments the ledger
+    holds, plus what the session's `status` says is still open, counted up to `as_of`."""
+
+    session_id: str
+    org_id: str | None
+    issue_id: str | None
+    sandbox_id: str | None
+    template_id: str | None
+    state: str
+    running_seconds: float
+    paused_seconds: float
+    """The paused stretches the session knows of (billed $0)."""
+    as_of: datetime
+    """The caller's clock when asked: the open stretch is counted up to here."""
+
+
+LIVE_LIMIT = 1000
+"""`costs --live` reads at most this many running sessions (newest first)."""
+
+
+async def live_costs(
+    client: SessionClient,
+    *,
+    ledger_url: str | None = None,
+    now: datetime | None = None,
+    limit: int = LIVE_LIMIT,
+) -> list[LiveCost]:
+    """The running sessions' cost as it accrues, newest first: per session, the closed running
+    segments the ledger holds (every sandbox of it), the running stretches its `status` knows
+    that the ledger does not hold yet, and its open one up to `now` (this machine's clock when
+    not given). A session no worker answers for shows what the ledger holds, state `unknown`."""
+    from ledger import LedgerError, Segment
+
+    listings = await client.list(limit=limit, query="ExecutionStatus = 'Running'")
+    at = now or datetime.now(UTC)
+    rows: builtins.list[LiveCost] = []
+    async with _reading_ledger(ledger_url) as ledger:
+        for item in listings:
+            recorded: builtins.list[Any] = []  # SegmentEvents
+            if ledger is not None:
+                try:
+                    recorded = await ledger.segments(session_id=item.session_id)
+                except LedgerError as err:
+                    raise SessionsError(f"ledger: {err}") from None
+            status = item.status
+            # One stretch per (sandbox, start): the ledger's closed one wins over the status's.
+            running: dict[tuple[str, datetime], Segment] = {
+                (s.sandbox_id, s.started_at): Segment(
+                    state="running", start=s.started_at, end=s.ended_at
+                )
+                for s in recorded
+            }
+            paused: builtins.list[Segment] = []
+            if status is not None and status.sandbox_id is not None:
+                for seg in status.segments:
+                    if seg.state == "paused":
+                        paused.append(seg)
+                    else:
+                        running.setdefault((status.sandbox_id, seg.start.astimezone(UTC)), seg)
+            # Who it is: the session's own answer, else what its recorded segments say.
+            known: Any = status if status is not None else (recorded[-1] if recorded else None)
+            rows.append(
+                LiveCost(
+                    session_id=item.session_id,
+                    org_id=getattr(known, "org_id", None),
+                    issue_id=getattr(known, "issue_id", None),
+                    sandbox_id=getattr(known, "sandbox_id", None),
+                    template_id=getattr(known, "template_id", None),
+                    state=item.state,
+                    running_seconds=Usage(running.values()).seconds("running", at),
+                    paused_seconds=Usage(paused).seconds("paused", at),
+                    as_of=at,
+                )
+            )
+    return rows
+
+
+@contextlib.asynccontextmanager
+async def _reading_ledger(ledger_url: str | None) -> AsyncIterator[Any]:
+    """The ledger, opened to read (a `SqlLedger`), or None when there is none yet: reading must
+    not create a SQLite file. Its failures are `SessionsError`s."""
     from ledger import LedgerError, open_ledger, resolve_ledger_url
 
     url = resolve_ledger_url(ledger_url)
     if url.startswith("sqlite") and not _sqlite_file_exists(url):
-        return []  # nothing recorded yet; reading must not create the file
+        yield None  # nothing recorded yet
+        return
     try:
         ledger = await open_ledger(ledger_url)
     except LedgerError as err:
         raise SessionsError(f"ledger: {err}") from None
     try:
-        if by is None:
-            return list(await ledger.events())
-        return list(await ledger.summary(by))
-    except LedgerError as err:
-        raise SessionsError(f"ledger: {err}") from None
+        yield ledger
     finally:
         await ledger.close()
 
@@ -415,6 +529,66 @@ def _sqlite_file_exists(url: str) -> bool:
     except Exception:  # a malformed URL: let the ledger say what is wrong with it
         return True
     return not database or database == ":memory:" or Path(database).exists()
+
+
+def live_figures(status: SessionStatus, now: datetime | None = None) -> SessionStatus:
+    """`status` with its running and paused seconds counted up to `now` (this machine's clock,
+    by default the moment of asking), from the sandbox's segments.
+
+    The workflow answers its `status` query with its seconds counted up to its last workflow
+    task, so a running session's figures would freeze between tasks, then jump. Every reading
+    of a status (`status`, `list`, `wait`, `--json`) goes through here, so they all agree. An
+    ended session keeps the workflow's figures (they are its bill); a clock behind the worker's
+    never makes a figure smaller than the workflow's own.
+    """
+    if status.state in _ENDED_STATES or not status.segments:
+        return status
+    usage = Usage(status.segments)
+    at = now or datetime.now(UTC)
+    return status.model_copy(
+        update={
+            "running_seconds": max(status.running_seconds, usage.seconds("running", at)),
+            "paused_seconds": max(status.paused_seconds, usage.seconds("paused", at)),
+        }
+    )
+
+
+_CAUSES = (
+    (re.compile(r"connection refused", re.I), "connection refused"),
+    (
+        re.compile(
+            r"dns error|failed to lookup address|name or service not known|nodename nor servname"
+            r"|no address associated|name resolution|temporary failure in name",
+            re.I,
+        ),
+        "name not resolved",
+    ),
+    (re.compile(r"timed? ?out|deadline", re.I), "timed out"),
+    (re.compile(r"connection reset|broken pipe", re.I), "connection reset"),
+    (re.compile(r"network is unreachable|no route to host", re.I), "network unreachable"),
+    (re.compile(r"certificate|\btls\b|\bssl\b|handshake", re.I), "TLS handshake failed"),
+    (re.compile(r"HTTP status code (\d+)", re.I), "not a Temporal frontend: HTTP {0}"),
+    (re.compile(r"invalid uri|invalid authority|invalid port", re.I), "not a host:port"),
+)
+"""The OS's or the transport's cause inside the SDK's connect error, in a few words."""
+
+
+def connect_cause(err: BaseException | str) -> str:
+    """The SDK's connect error (`tonic::transport::Error(Transport, ConnectError(...))`, a gRPC
+    status, ...) reduced to its cause: "connection refused", "timed out", "name not
+    resolved", ... or, when none is recognised, the error's first words."""
+    text = str(err)
+    for pattern, cause in _CAUSES:
+        match = pattern.search(text)
+        if match:
+            return cause.format(*match.groups())
+    text = text.split("Failed client connect:", 1)[-1]
+    text = re.sub(r"\b\w+(::\w+)+\b|[(){}\[\]]", " ", text)  # Rust paths, nesting
+    return " ".join(text.split())[:120] or "no cause given"
+
+
+def unreachable_message(target: str, err: BaseException | str) -> str:
+    return f"cannot reach Temporal at {target}: is `sessions dev` running? ({connect_cause(err)})"
 
 
 def _no_worker(session_id: str, queue: str) -> str:
@@ -462,7 +636,9 @@ def _translate(err: BaseException, session_id: str | None, *, queue: str | None 
         if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             if session_id and err.status == RPCStatusCode.DEADLINE_EXCEEDED:
                 raise WorkerUnavailable(_no_worker(session_id, queue or "?")) from None
-            raise TemporalUnreachable(f"Temporal did not answer: {message}") from None
+            raise TemporalUnreachable(
+                f"Temporal did not answer: is `sessions dev` running? ({connect_cause(message)})"
+            ) from None
         if err.status == RPCStatusCode.INVALID_ARGUMENT:
             raise ConfigError(message) from None
         raise SessionsError(f"Temporal: {message}") from None
@@ -481,7 +657,12 @@ def _failure_message(session_id: str, err: WorkflowFailureError) -> str:
 
 
 def _cause_message(err: BaseException | None) -> str:
-    return describe_failure(err) if err is not None else ""
+    """The failure's own cause (`Type: message`), its type said once (`SandboxGone: ...`, never
+    `SandboxGone: SandboxGone: ...` when the message already begins with it)."""
+    return _DOUBLED_TYPE.sub(r"\1: ", describe_failure(err)) if err is not None else ""
+
+
+_DOUBLED_TYPE = re.compile(r"^([A-Za-z_]\w*): (?:\1: )+")
 
 
 def _one_line(err: BaseException) -> str:
@@ -489,4 +670,11 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(message).split())[:1000] or type(err).__name__
 
 
-__all__ = ["SessionClient", "SessionListing", "new_session_id", "read_costs"]
+__all__ = [
+    "LiveCost",
+    "SessionClient",
+    "SessionListing",
+    "live_costs",
+    "new_session_id",
+    "read_costs",
+]

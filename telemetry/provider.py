@@ -19,6 +19,8 @@ from provider.base import ListedSandbox, SandboxProvider
 from provider.errors import ProviderError
 from provider.models import (
     CapabilityProfile,
+    CheckInput,
+    CheckResult,
     ExecInput,
     ExecResult,
     KeepAliveInput,
@@ -124,6 +126,16 @@ class TracedProvider:
         # A sandbox this worker never saw is most likely running (sessions end by `finish`).
         state = known[1] if known else "running"
         self._gauge(state).add(-1, {ORG: input.ref.org_id})
+        return result
+
+    async def check(self, input: CheckInput) -> CheckResult:
+        result = await self._call(
+            "check", self._ref_attrs(input.ref), lambda: self._inner.check(input)
+        )
+        if not result.alive:  # lost: it counts no longer, whatever this worker last saw
+            known = self._known.pop(input.ref.sandbox_id, None)
+            if known is not None:
+                self._gauge(known[1]).add(-1, {ORG: input.ref.org_id})
         return result
 
     async def list_sandboxes(

@@ -30,10 +30,10 @@ DEFAULT_GATE_CEILING_SECONDS = 14 * 24 * 3600.0
 """An abandoned approval must not keep a paused sandbox forever (E2B keeps paused ones ~30 days)."""
 
 SessionState = Literal[
-    "provisioning", "running", "paused", "terminating", "finished", "failed", "cancelled"
+    "provisioning", "running", "paused", "terminating", "finished", "failed", "cancelled", "lost"
 ]
 GateState = Literal["waiting", "approved", "rejected", "timed_out"]
-Outcome = Literal["finished", "failed", "cancelled"]
+Outcome = Literal["finished", "failed", "cancelled", "lost"]
 OnTimeout = Literal["reject", "terminate"]
 
 _B = TypeVar("_B", bound=BaseModel)
@@ -106,6 +106,13 @@ class FinishRequest(_Message):
     """Payload of the `finish` signal: nothing yet, kept as an object so fields can follow."""
 
 
+class CheckRequest(_Message):
+    """Payload of the `check_sandbox` signal: a hint that the sandbox may be gone (the worker's
+    sandbox watch sends it). The session asks the provider before it believes it."""
+
+    sandbox_id: str | None = Field(None, max_length=256)
+
+
 class ExecRequest(_Message):
     """Payload of the `exec` update."""
 
@@ -151,6 +158,7 @@ class SessionCarry(BaseModel):
     segments: list[Segment]
     finish_requested: bool = False
     runner_pid: int | None = None
+    alive_at: datetime | None = None
 
 
 class SessionInput(BaseModel):
@@ -289,6 +297,12 @@ class SessionStatus(BaseModel):
     """The cost computed once the sandbox was terminated, until the ledger has it: a session
     terminated (by hand, by Temporal) between the kill and the write still says what it owes,
     and the reconciler writes it."""
+    alive_at: datetime | None = None
+    """The last moment the sandbox was known alive (a provider call that reached it): a lost
+    sandbox the provider keeps no record of is billed to here."""
+    end_reason: str | None = None
+    """Why the session ended when it was not a plain finish: a gate's timeout with policy
+    `terminate`, or the sandbox lost."""
 
 
 class SessionResult(BaseModel):
@@ -299,11 +313,14 @@ class SessionResult(BaseModel):
     was no sandbox to bill, or the ledger already held another account of it (`cost` shows it)."""
     cost: CostEvent | None = None
     """The ledger's row for this session's sandbox; None when no sandbox was made."""
+    reason: str | None = None
+    """Why the session ended, when it was not a plain finish (see `SessionStatus.end_reason`)."""
 
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",
     "WORKFLOW_TYPE",
+    "CheckRequest",
     "ExecRequest",
     "ExecRequestArg",
     "ExecResult",

@@ -19,8 +19,15 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():  # also passed through at the worker (worker.py)
     from pydantic import ValidationError
 
-    from activities.ledger import RECORD_COST, LedgerActivities, RecordCostInput
+    from activities.ledger import (
+        RECORD_COST,
+        RECORD_SEGMENT,
+        LedgerActivities,
+        RecordCostInput,
+        RecordSegmentInput,
+    )
     from activities.sandbox import (
+        CHECK,
         KEEP_ALIVE,
         PAUSE,
         PROVISION,
@@ -32,8 +39,10 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
     from common.errors import validation_message
     from common.failures import describe_failure
     from common.ids import session_id_of, workflow_id_for
-    from ledger import BilledState, CostEvent, Usage
+    from ledger import BilledState, CostEvent, SegmentEvent, Usage
     from provider.models import (
+        CheckInput,
+        CheckResult,
         ExecInput,
         ExecResult,
         KeepAliveInput,
@@ -49,6 +58,7 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
     from telemetry.instruments import GATE_OUTCOME, GATE_WAIT
     from workflows.models import (
         WORKFLOW_TYPE,
+        CheckRequest,
         ExecRequest,
         ExecRequestArg,
         FinishRequest,
@@ -67,7 +77,7 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
         valid_payload,
     )
 
-_ENDED: tuple[SessionState, ...] = ("finished", "failed", "cancelled")
+_ENDED: tuple[SessionState, ...] = ("finished", "failed", "cancelled", "lost")
 _DRAIN = timedelta(minutes=2)
 """How long an ending session waits for its in-flight updates (an exec the termination cut
 short) to answer their callers."""
@@ -79,8 +89,20 @@ _IGNORED_LOGGED = 20
 so a flood of bad signals cannot flood the log either."""
 
 
+_CHECK_SPACING = timedelta(seconds=5)
+"""Hinted checks run at most this often: a flood of `check_sandbox` signals costs a provider
+call every few seconds at worst, never one per signal."""
+_LOST_PATCH = "sandbox-lost"
+"""A sandbox found gone by an activity is checked, and the session ends `lost` (histories
+recorded before it failed the session at once)."""
+
+
 class _SessionEnded(Exception):
     """Raised inside the run loop when the session must stop (finish, gate policy)."""
+
+
+class _SandboxLost(Exception):
+    """Raised inside the run loop when the provider confirms the sandbox is gone."""
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -97,6 +119,11 @@ class SandboxSession:
         self._usage = Usage(carry.segments if carry else ())
         self._finish = carry.finish_requested if carry else False
         self._runner_pid: int | None = carry.runner_pid if carry else None
+        self._alive_at: datetime | None = carry.alive_at if carry else None
+        self._check_wanted = False
+        self._last_check: datetime | None = None
+        self._lost: CheckResult | None = None
+        self._end_reason: str | None = None
         self._error: str | None = None
         self._cost: CostEvent | None = None
         self._owed: CostEvent | None = None
@@ -127,15 +154,57 @@ class SandboxSession:
             raise
         except _SessionEnded:
             pass
+        except _SandboxLost:
+            await self._end_lost()
         except (ActivityError, ApplicationError) as err:
+            if await self._gone_behind(err):
+                await self._end_lost()
             self._error = describe_failure(err, limit=500)
             workflow.logger.error("session failed: %s", self._error)
             await self._end("failed")
             raise ApplicationError(self._error, type="SessionFailed", non_retryable=True) from None
         recorded = await self._end("finished")
         return SessionResult(
-            status=self.status(), outcome="finished", cost_recorded=recorded, cost=self._cost
+            status=self.status(),
+            outcome="finished",
+            cost_recorded=recorded,
+            cost=self._cost,
+            reason=self._end_reason,
         )
+
+    async def _end_lost(self) -> None:
+        """The sandbox died behind the session's back: bill it to its end, then fail."""
+        lost = self._lost
+        assert lost is not None and self._handle is not None
+        ended = lost.ended_at or self._last_alive()
+        how = (
+            "the provider's record of its end"
+            if lost.ended_at and lost.end_confirmed
+            else "the last moment it was known alive (the provider keeps no record of its end)"
+        )
+        self._error = (
+            f"sandbox {self._handle.sandbox_id} was lost while the session was {self._state}: "
+            f"it ended at {ended.isoformat()}, billed to {how}"
+        )
+        self._end_reason = self._error
+        workflow.logger.error("session lost: %s", self._error)
+        await self._end("lost")
+        raise ApplicationError(self._error, type="SandboxLost", non_retryable=True)
+
+    async def _gone_behind(self, err: BaseException) -> bool:
+        """True when an activity failed because the sandbox is gone and the provider confirms
+        it: the session then ends `lost`, billed to the sandbox's end, not `failed`."""
+        if not _sandbox_gone(err):
+            return False
+        if self._handle is None or not workflow.patched(_LOST_PATCH):
+            return False
+        try:
+            await self._check(spaced=False)
+        except _SandboxLost:
+            return True
+        except ActivityError:
+            return False
+        return False
 
     async def _end(self, outcome: Outcome) -> bool:
         """Every ending: the compensation, then let in-flight updates answer their callers.
@@ -195,6 +264,8 @@ class SandboxSession:
         while True:
             if self._finish:
                 return
+            if self._check_wanted:
+                await self._check()
             gate = self._next_gate()
             if gate is not None:
                 await self._hold(gate)
@@ -206,6 +277,7 @@ class SandboxSession:
                 await workflow.wait_condition(
                     lambda: (
                         self._finish
+                        or self._check_wanted
                         or self._next_gate() is not None
                         or self._should_continue_as_new()
                     ),
@@ -221,6 +293,35 @@ class SandboxSession:
             KeepAliveInput(ref=self._ref(), timeout_seconds=self._input.pool.timeout_seconds),
             **KEEP_ALIVE,
         )
+        self._alive_at = workflow.now()
+
+    async def _check(self, *, spaced: bool = True) -> None:
+        """Ask the provider whether the sandbox lives; raise `_SandboxLost` when it does not.
+
+        A hinted check waits out `_CHECK_SPACING` since the last one, so hints cost little.
+        """
+        self._check_wanted = False
+        if spaced and self._last_check is not None:
+            wait = self._last_check + _CHECK_SPACING - workflow.now()
+            if wait > timedelta(0):
+                await workflow.sleep(wait)
+        self._last_check = workflow.now()
+        result: CheckResult = await workflow.execute_activity_method(
+            SandboxActivities.check_sandbox, CheckInput(ref=self._ref()), **CHECK
+        )
+        if result.alive:
+            self._alive_at = result.checked_at
+            return
+        self._lost = result
+        raise _SandboxLost()
+
+    def _last_alive(self) -> datetime:
+        """The last moment the sandbox was known alive: a provider call that reached it, or
+        its last provider-confirmed transition, whichever is later."""
+        known = [s.end or s.start for s in self._usage.segments[-1:]]
+        if self._alive_at is not None:
+            known.append(self._alive_at)
+        return max(known) if known else workflow.now()
 
     # ---------------------------------------------------------------- gates
 
@@ -244,6 +345,9 @@ class SandboxSession:
             workflow.logger.info(
                 "gate %s waiting; sandbox paused at %s", gate.gate, pause.paused_at
             )
+            if workflow.patched("segments-as-they-close"):
+                # In the background: a slow ledger must not hold the gate.
+                asyncio.ensure_future(self._record_closed_segment())
         if gate.waiting_since is None:
             gate.waiting_since = workflow.now()
         ceiling = self._input.gate_ceiling_seconds
@@ -251,14 +355,22 @@ class SandboxSession:
         left = limit - (workflow.now() - gate.waiting_since).total_seconds()
         may_continue = workflow.patched("continue-as-new-at-gate")
         try:
-            await workflow.wait_condition(
-                lambda: (
-                    gate.state != "waiting"
-                    or self._finish
-                    or (may_continue and self._history_too_long())
-                ),
-                timeout=timedelta(seconds=max(left, 0.001)),
-            )
+            while True:
+                await workflow.wait_condition(
+                    lambda: (
+                        gate.state != "waiting"
+                        or self._finish
+                        or self._check_wanted
+                        or (may_continue and self._history_too_long())
+                    ),
+                    timeout=timedelta(seconds=max(left, 0.001)),
+                )
+                if not self._check_wanted or gate.state != "waiting" or self._finish:
+                    break
+                await self._check()  # raises _SandboxLost when the paused sandbox is gone
+                left = limit - (workflow.now() - gate.waiting_since).total_seconds()
+                if left <= 0:
+                    raise TimeoutError()
         except TimeoutError:
             gate.state = "timed_out"
             gate.decided_at = workflow.now()
@@ -266,12 +378,48 @@ class SandboxSession:
             policy = gate.on_timeout if gate.timeout_seconds and limit < ceiling else "terminate"
             workflow.logger.info("gate %s timed out after %ss: %s", gate.gate, limit, policy)
             if policy == "terminate":
+                self._end_reason = (
+                    f"gate {gate.gate!r} timed out after {limit:g}s: its on_timeout policy "
+                    "`terminate` ended the session"
+                    if gate.timeout_seconds and limit < ceiling
+                    else f"gate {gate.gate!r} waited {limit:g}s, the longest any gate may "
+                    "(gate_ceiling_seconds): the session was ended"
+                )
                 raise _SessionEnded() from None
         if self._finish:
             return
         if gate.state == "waiting":  # the history grew too long while the gate waits
             await self._continue_as_new()
         await self._resume()
+
+    def _segment_events(self) -> list[SegmentEvent]:
+        assert self._handle is not None
+        return self._usage.running_segment_events(
+            session_id=self._input.session_id,
+            org_id=self._input.org_id,
+            issue_id=self._input.issue_id,
+            sandbox_id=self._handle.sandbox_id,
+            template_id=self._handle.template_id,
+        )
+
+    async def _record_closed_segment(self) -> None:
+        """The running stretch a pause just closed goes to the ledger now, so a long session's
+        cost accrues as it is spent (`sessions costs --live`, `--by day`). Exactly once by the
+        ledger's key; the final cost row carries every stretch again, so a failure (or the
+        session ending first) loses nothing."""
+        closed = self._segment_events()
+        if not closed:
+            return
+        try:
+            await workflow.execute_activity_method(
+                LedgerActivities.record_segment,
+                RecordSegmentInput(segment=closed[-1]),
+                **RECORD_SEGMENT,
+            )
+        except ActivityError as err:
+            workflow.logger.warning(
+                "running segment not recorded yet: %s", describe_failure(err, limit=300)
+            )
 
     async def _resume(self) -> None:
         async with self._sandbox_lock:
@@ -286,6 +434,7 @@ class SandboxSession:
         """The sandbox is `state` since `at`, a provider-confirmed time."""
         self._usage.enter(state, at)
         self._state = state
+        self._alive_at = max(at, self._alive_at) if self._alive_at else at
 
     # ---------------------------------------------------------------- end
 
@@ -298,17 +447,7 @@ class SandboxSession:
             self._state = outcome
             return False
         self._state = "terminating"
-        ended_at: datetime
-        try:
-            term = await workflow.execute_activity_method(
-                SandboxActivities.terminate_sandbox, TerminateInput(ref=self._ref()), **TERMINATE
-            )
-            ended_at = term.terminated_at
-        except ActivityError as err:
-            # The cost is owed whether or not the kill went through; the reconciler mops up.
-            ended_at = workflow.now()
-            self._error = self._error or f"terminate failed: {describe_failure(err, limit=500)}"
-            workflow.logger.error("terminate failed: %s", describe_failure(err, limit=500))
+        ended_at, confirmed = await self._terminate()
         handle = self._handle
         event = self._usage.cost_event(
             session_id=self._input.session_id,
@@ -318,10 +457,13 @@ class SandboxSession:
             template_id=handle.template_id,
             ended_at=ended_at,
             outcome=outcome,
+            end_confirmed=confirmed,
         )
         self._owed = event
         result = await workflow.execute_activity_method(
-            LedgerActivities.record_cost, RecordCostInput(event=event), **RECORD_COST
+            LedgerActivities.record_cost,
+            RecordCostInput(event=event, segments=self._segment_events()),
+            **RECORD_COST,
         )
         self._owed = None
         self._cost = result.event
@@ -340,6 +482,30 @@ class SandboxSession:
             )
             return False
         return True
+
+    async def _terminate(self) -> tuple[datetime, bool]:
+        """Kill the sandbox; when (and whether the provider confirms when) it ended.
+
+        A lost sandbox is not killed again: the check that found it gone says when it ended.
+        One found already gone by the kill (lost unnoticed) ended at the provider's record of
+        its end, else at the last moment it was known alive, never at the moment of the kill.
+        """
+        if self._lost is not None:
+            if self._lost.ended_at is not None:
+                return self._lost.ended_at, self._lost.end_confirmed
+            return self._last_alive(), False
+        try:
+            term = await workflow.execute_activity_method(
+                SandboxActivities.terminate_sandbox, TerminateInput(ref=self._ref()), **TERMINATE
+            )
+        except ActivityError as err:
+            # The cost is owed whether or not the kill went through; the reconciler mops up.
+            self._error = self._error or f"terminate failed: {describe_failure(err, limit=500)}"
+            workflow.logger.error("terminate failed: %s", describe_failure(err, limit=500))
+            return workflow.now(), False
+        if term.already_gone and not term.end_confirmed:
+            return self._last_alive(), False
+        return term.terminated_at, True
 
     # ---------------------------------------------------------------- messages
 
@@ -366,6 +532,15 @@ class SandboxSession:
         if payloads and self._parse(FinishRequest, payloads, "finish") is None:
             return
         self._finish = True
+
+    @workflow.signal(name="check_sandbox")
+    def check_sandbox(self, *payloads: Any) -> None:
+        """A hint that the sandbox may be gone; `_check` asks the provider before believing it."""
+        if payloads and self._parse(CheckRequest, payloads, "check_sandbox") is None:
+            return
+        if self._handle is None or self._state in (*_ENDED, "terminating"):
+            return
+        self._check_wanted = True
 
     @workflow.signal(dynamic=True)
     def unknown_signal(self, name: str, args: Sequence[RawValue]) -> None:
@@ -403,17 +578,24 @@ class SandboxSession:
         request = valid_payload(request, ExecRequest, "exec")
         async with self._sandbox_lock:
             self._check_exec()  # a gate may have paused the sandbox while this one queued
-            return await workflow.execute_activity_method(
-                SandboxActivities.exec_command,
-                ExecInput(
-                    ref=self._ref(),
-                    command=request.command,
-                    env=request.env,
-                    cwd=request.cwd,
-                    timeout_seconds=request.timeout_seconds,
-                ),
-                **exec_config(request.timeout_seconds),
-            )
+            try:
+                result: ExecResult = await workflow.execute_activity_method(
+                    SandboxActivities.exec_command,
+                    ExecInput(
+                        ref=self._ref(),
+                        command=request.command,
+                        env=request.env,
+                        cwd=request.cwd,
+                        timeout_seconds=request.timeout_seconds,
+                    ),
+                    **exec_config(request.timeout_seconds),
+                )
+            except ActivityError as err:
+                if _sandbox_gone(err):
+                    self.check_sandbox()  # the run loop confirms it and ends the session lost
+                raise
+            self._alive_at = workflow.now()
+            return result
 
     @exec.validator
     def _validate_exec(self, request: ExecRequestArg = None) -> None:
@@ -437,6 +619,8 @@ class SandboxSession:
             runner_pid=self._runner_pid,
             segments=[s.model_copy() for s in self._usage.segments],
             cost_owed=self._owed,
+            alive_at=self._alive_at,
+            end_reason=self._end_reason,
         )
 
     # ---------------------------------------------------------------- helpers
@@ -594,6 +778,7 @@ class SandboxSession:
             segments=self._usage.segments,
             finish_requested=self._finish,
             runner_pid=self._runner_pid,
+            alive_at=self._alive_at,
         )
         return self._input.model_copy(update={"carry": carry})
 
@@ -618,6 +803,14 @@ class SandboxSession:
             raise
         on_result(result)
         return result
+
+
+def _sandbox_gone(err: BaseException) -> bool:
+    """The activity failed because the provider no longer knows the sandbox."""
+    cause: BaseException | None = err
+    while isinstance(cause, ActivityError):
+        cause = cause.cause
+    return isinstance(cause, ApplicationError) and cause.type == "SandboxGone"
 
 
 def _record_gate_wait(gate: Gate) -> None:

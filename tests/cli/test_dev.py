@@ -1,4 +1,5 @@
-"""`sessions dev` as a person runs it: start, use, Ctrl-C, start again and find the session."""
+"""`sessions dev` as a person runs it: start, use, Ctrl-C, start again and find the session,
+its sandbox gone with the previous run and said so: `lost`, billed up to that run's end."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import os
 import signal
 import socket
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
 from tests.fixtures.cli import Cli, clean_env
+
+BANNER_END = "sandbox was live then ends `lost`, billed up to the moment this one stopped."
+"""The banner's last line: what a restart keeps, and what it does not."""
 
 
 def _free_port(*, pair: bool = False) -> int:
@@ -72,7 +77,7 @@ class Dev:
         )
         assert self.proc.stdout is not None
         lines: list[str] = []
-        while not any(line.startswith("Ctrl-C stops everything") for line in lines):
+        while not any(line == BANNER_END for line in lines):
             raw = await asyncio.wait_for(self.proc.stdout.readline(), 60)
             if not raw:
                 err = await self.proc.stderr.read()  # type: ignore[union-attr]
@@ -95,6 +100,9 @@ class Dev:
 
 
 async def test_dev_runs_the_stack_stops_on_ctrl_c_and_keeps_sessions(tmp_path: Path) -> None:
+    """A restart keeps Temporal's state and the ledger, not the sandboxes: the session that was
+    running finds out at once (`sessions dev` asks it to check), ends `lost`, and its cost row
+    bills it up to the moment the first `sessions dev` stopped, not a second more or less."""
     data = tmp_path / "data"
     port, ui_port, emu_port = _free_port(), _free_port(), _free_port(pair=True)
     env = clean_env(SESSIONS_DATA_DIR=str(data))
@@ -117,19 +125,49 @@ async def test_dev_runs_the_stack_stops_on_ctrl_c_and_keeps_sessions(tmp_path: P
                 break
             await asyncio.sleep(0.2)
         assert status["state"] == "running" and status["template_id"] == "demo-runner"
+        slow = (await cli("exec", sid, "--timeout", "1", "--", "sleep", "5")).one_error_line()
+        assert slow.startswith("error: ExecTimeout: ") and "ran past 1s" in slow, slow
         ran = (await cli("exec", sid, "--", "cat /home/user/runner.log | head -1")).ok()
         assert ran.out.strip(), "the demo runner writes its progress log"
+        assert "Ctrl-C stops everything" in text and "not the sandboxes" in text
+        assert not any(line.startswith("sessions dev: asked") for line in banner)  # none open
 
+        await asyncio.sleep(2)  # left idle: its last sign of life is 2 s before the stop
+        stopping = datetime.now(UTC)
         code, err = await dev.interrupt()
+        stopped = datetime.now(UTC)
         assert code == 0 and "Traceback" not in err, err
+        # the worker's warning about the failed exec: one line on the terminal, with its cause
+        [warned] = [line for line in err.splitlines() if "ExecTimeout: " in line]
+        assert warned.startswith("WARNING ") and "ran past 1s" in warned, err
         assert not (data / "dev.env").exists()
         assert _processes_using(data) == [] and _processes_using(tmp_path) == []
         down = await cli("status", sid, "--address", f"127.0.0.1:{port}")
         assert "cannot reach Temporal" in down.one_error_line()
 
-        await dev.start()  # the same data directory: the session is still there
+        again = await dev.start()  # the same data directory: the session is still there
+        restarted = asyncio.get_running_loop().time()
+        assert "sessions dev: asked 1 open session to check their sandboxes" in again, again
         listed = json.loads((await cli("list", "--json")).ok().out)
         assert sid in [row["session_id"] for row in listed]
+        # ... but its sandbox died with the first run: the session says so within seconds
+        # (about 1 s; left alone, it would find out at its next keep-alive, minutes later)
+        while asyncio.get_running_loop().time() < restarted + 15:
+            status = json.loads((await cli("status", sid, "--json")).ok().out)
+            if status["state"] not in ("running", "provisioning"):
+                break
+            await asyncio.sleep(0.2)
+        assert status["state"] == "lost", status
+        assert "was lost" in status["error"], status
+        plain = (await cli("status", sid)).ok().out
+        assert "state     lost" in plain and "was lost" in plain, plain
+        [event] = [e for e in json.loads((await cli("costs", "--json")).ok().out)]
+        assert (event["session_id"], event["outcome"]) == (sid, "lost"), event
+        ended = datetime.fromisoformat(event["ended_at"])
+        # the emulator's state file knows when the first run killed it: during the stop
+        slack = timedelta(milliseconds=50)
+        assert stopping - slack <= ended <= stopped + slack, (event, stopping, stopped)
+        assert event["running_seconds"] > 0
         code, err = await dev.interrupt()
         assert code == 0 and "Traceback" not in err, err
         assert _processes_using(tmp_path) == []

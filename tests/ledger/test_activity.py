@@ -10,10 +10,18 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.ledger import RECORD_COST, LedgerActivities, RecordCostInput, RecordCostResult
-from ledger import CostEvent, LedgerUnavailable, SqlLedger
+from activities.ledger import (
+    RECORD_COST,
+    RECORD_SEGMENT,
+    LedgerActivities,
+    RecordCostInput,
+    RecordCostResult,
+    RecordSegmentInput,
+    RecordSegmentResult,
+)
+from ledger import CostEvent, LedgerUnavailable, SegmentEvent, SqlLedger
 from ledger.config import parse_ledger_url
-from tests.fixtures.ledger_events import T0, cost_event
+from tests.fixtures.ledger_events import T0, cost_event, segment_event
 
 
 async def test_record_cost_inserts_then_reports_the_stored_row(
@@ -103,3 +111,77 @@ def test_payloads_round_trip_through_the_workers_converter() -> None:
     foreign = Payload(metadata=payload.metadata, data=payload.data.replace(b"Z", b"+00:00"))
     [decoded] = converter.from_payloads([foreign], [RecordCostInput])
     assert decoded == sent
+
+
+# ---------------------------------------------------------------- segments
+
+
+async def test_record_segment_inserts_once(
+    empty_ledger: SqlLedger, caplog: pytest.LogCaptureFixture
+) -> None:
+    activities = LedgerActivities(empty_ledger)
+    env = ActivityEnvironment()
+    with caplog.at_level(logging.INFO):
+        first = await env.run(
+            activities.record_segment, RecordSegmentInput(segment=segment_event())
+        )
+    assert first == RecordSegmentResult(inserted=True)
+    [line] = [r.getMessage() for r in caplog.records if "running segment" in r.getMessage()]
+    assert "sandbox=sbx-1" in line and "125.500s" in line and "inserted=True" in line
+    again = await env.run(activities.record_segment, RecordSegmentInput(segment=segment_event()))
+    assert again == RecordSegmentResult(inserted=False)
+    assert await empty_ledger.segments() == [segment_event()]
+
+
+async def test_record_cost_stores_its_segments(empty_ledger: SqlLedger) -> None:
+    segments = [
+        segment_event(),
+        segment_event(started_at=T0 + timedelta(hours=1), ended_at=T0 + timedelta(hours=1)),
+    ]
+    result = await ActivityEnvironment().run(
+        LedgerActivities(empty_ledger).record_cost,
+        RecordCostInput(event=cost_event(), segments=segments),
+    )
+    assert result.inserted
+    assert await empty_ledger.segments() == segments
+
+
+async def test_an_invalid_segment_is_not_retryable(empty_ledger: SqlLedger) -> None:
+    bad = SegmentEvent.model_construct(
+        **{**segment_event().model_dump(), "ended_at": T0 - timedelta(seconds=1)}
+    )
+    with pytest.raises(ApplicationError) as err:
+        await ActivityEnvironment().run(
+            LedgerActivities(empty_ledger).record_segment,
+            RecordSegmentInput.model_construct(segment=bad),
+        )
+    assert (err.value.type, err.value.non_retryable) == ("InvalidSegment", True)
+    assert "ended_at is before started_at" in str(err.value)
+    # Within a cost event's record, the whole record is refused: no bill without its parts.
+    with pytest.raises(ApplicationError) as err:
+        await ActivityEnvironment().run(
+            LedgerActivities(empty_ledger).record_cost,
+            RecordCostInput.model_construct(event=cost_event(), segments=[bad]),
+        )
+    assert err.value.type == "InvalidCostEvent" and err.value.non_retryable
+    assert await empty_ledger.segments() == [] and await empty_ledger.events() == []
+    assert "InvalidSegment" in (RECORD_SEGMENT["retry_policy"].non_retryable_error_types or [])  # type: ignore[union-attr]
+
+
+def test_segment_retry_policy_never_gives_up_but_backs_off() -> None:
+    retry = RECORD_SEGMENT["retry_policy"]
+    assert retry is not None and retry.maximum_attempts == 0
+    assert retry.maximum_interval is not None
+    assert timedelta(seconds=30) <= retry.maximum_interval <= timedelta(minutes=10)
+
+
+def test_old_record_cost_payloads_still_decode() -> None:
+    """A history written before segments (and `end_confirmed`) replays: its input decodes."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    converter = pydantic_data_converter.payload_converter
+    old = cost_event().model_dump(mode="json")
+    del old["end_confirmed"]
+    [payload] = converter.to_payloads([{"event": old}])
+    [decoded] = converter.from_payloads([payload], [RecordCostInput])
+    assert decoded == RecordCostInput(event=cost_event(), segments=[])

@@ -238,3 +238,79 @@ def test_running_plus_paused_is_the_wall_time_for_any_life(skew: float) -> None:
         for segment in usage.segments:
             assert segment.end is not None and segment.end >= segment.start, (case, segment)
         CostEvent.model_validate(event.model_dump())
+
+
+# ---------------------------------------------------------------- segments
+
+
+IDS: dict[str, Any] = {
+    "session_id": "s-1",
+    "org_id": "acme",
+    "issue_id": "ISS-1",
+    "sandbox_id": "sbx-1",
+    "template_id": "base",
+}
+
+
+def test_running_segments_are_the_closed_running_stretches() -> None:
+    usage = Usage()
+    usage.enter("running", at(0))
+    usage.enter("paused", at(10))
+    usage.enter("running", at(70))
+    # While the sandbox runs, its open stretch is not a segment yet.
+    [first] = usage.running_segment_events(**IDS)
+    assert (first.started_at, first.ended_at, first.seconds) == (at(0), at(10), 10)
+    assert (first.session_id, first.sandbox_id, first.issue_id) == ("s-1", "sbx-1", "ISS-1")
+    event = bill(usage, at(75.5))
+    segments = usage.running_segment_events(**IDS)
+    assert [(s.started_at, s.ended_at) for s in segments] == [(at(0), at(10)), (at(70), at(75.5))]
+    assert sum(s.seconds for s in segments) == event.running_seconds == 15.5
+
+
+def test_an_empty_running_stretch_is_no_segment() -> None:
+    """A resume answered by a pause in the same microsecond bills nothing and would share its
+    start (the segments' key) with the next stretch."""
+    usage = Usage()
+    usage.enter("running", at(0))
+    usage.enter("paused", at(0))
+    usage.enter("running", at(0))
+    bill(usage, at(3))
+    [only] = usage.running_segment_events(**IDS)
+    assert (only.started_at, only.seconds) == (at(0), 3)
+
+
+def test_a_lost_sandbox_is_billed_to_when_it_was_last_seen() -> None:
+    usage = Usage.running_since(at(0))
+    event = bill(usage, at(42), outcome="lost", end_confirmed=False)
+    assert (event.outcome, event.end_confirmed, event.running_seconds) == ("lost", False, 42)
+    assert bill(Usage.running_since(at(0)), at(1)).end_confirmed is True
+
+
+def test_segments_add_up_to_the_event_for_any_life() -> None:
+    """The ledger's invariant: a billed sandbox's segments sum to its running seconds, within a
+    millisecond per segment (the event is rounded to the ms, segments keep the microsecond)."""
+    rng = random.Random(20261201)
+    for case in range(400):
+        usage, ended, _ = _random_life(rng, 0.05)
+        event = bill(usage, ended)
+        segments = usage.running_segment_events(**IDS)
+        total = sum(s.seconds for s in segments)
+        assert abs(total - event.running_seconds) <= 0.001 * max(len(segments), 1), case
+        assert len({s.started_at for s in segments}) == len(segments), case  # distinct keys
+        assert all(s.seconds > 0 for s in segments), case
+
+
+def test_daily_costs_split_at_each_utc_midnight() -> None:
+    from ledger import daily_costs
+
+    usage = Usage()
+    midnight = datetime(2025, 3, 15, tzinfo=UTC)
+    usage.enter("running", midnight - timedelta(seconds=30))
+    usage.enter("paused", midnight + timedelta(seconds=15))
+    usage.enter("running", midnight + timedelta(hours=1))
+    bill(usage, midnight + timedelta(hours=1, seconds=5))
+    days = daily_costs(usage.running_segment_events(**IDS))
+    assert [(d.day.isoformat(), d.sandboxes, d.running_seconds) for d in days] == [
+        ("2025-03-14", 1, 30.0),
+        ("2025-03-15", 1, 20.0),
+    ]

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from ledger import CostEvent, LedgerError, SqlLedger, open_ledger
+from ledger._schema import LATEST_VERSION
 from ledger.config import parse_ledger_url
 from tests.fixtures.ledger_events import PARIS, T0, cost_event
 
@@ -102,7 +103,7 @@ async def test_concurrent_opens_migrate_once(ledger_url: str) -> None:
             rows = (await conn.execute(text("SELECT id, version FROM schema_version"))).all()
     finally:
         await engine.dispose()
-    assert [tuple(row) for row in rows] == [(1, 1)]
+    assert [tuple(row) for row in rows] == [(1, LATEST_VERSION)]
 
 
 async def test_newer_schema_is_refused(empty_ledger: SqlLedger, ledger_url: str) -> None:

@@ -16,7 +16,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities import EXEC, KEEP_ALIVE, PAUSE, PROVISION, RESUME, TERMINATE, SandboxActivities
-from activities.sandbox import EXEC_INTERRUPTED
+from activities.sandbox import CHECK, EXEC_INTERRUPTED
 from emulator.testing import EmulatorHandle
 from provider import (
     E2BSandboxProvider,
@@ -49,7 +49,7 @@ def _env(**info: object) -> tuple[ActivityEnvironment, list[tuple]]:
 
 
 def test_every_policy_lists_the_non_retryable_types() -> None:
-    for config in (PROVISION, EXEC, PAUSE, RESUME, KEEP_ALIVE, TERMINATE):
+    for config in (PROVISION, EXEC, PAUSE, RESUME, KEEP_ALIVE, TERMINATE, CHECK):
         retry = config["retry_policy"]
         assert retry is not None
         assert NON_RETRYABLE | {"ExecTimeout"} <= set(retry.non_retryable_error_types or [])

@@ -162,7 +162,10 @@ async def test_terminate_is_idempotent_and_a_dead_sandbox_is_gone(
     assert not first.already_gone
     assert emulator_faults.record(ref.sandbox_id).state == "killed"
     second = await provider.terminate(TerminateInput(ref=ref))
-    assert second.already_gone and second.terminated_at >= first.terminated_at
+    # Already gone: it ended at the provider's record of the first kill, not at the retry.
+    assert second.already_gone and second.end_confirmed
+    assert second.terminated_at == emulator_faults.record(ref.sandbox_id).killed_at
+    assert second.terminated_at <= first.terminated_at
 
     calls = [
         provider.pause(PauseInput(ref=ref)),

@@ -10,7 +10,7 @@ import pytest
 from e2b import AsyncSandbox
 from e2b.exceptions import NotFoundException
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
-from temporalio.exceptions import CancelledError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from provider.models import PoolConfig
 from tests.fixtures.stack import Stack, save_history, state_is, status_of, wait_for
@@ -245,21 +245,28 @@ async def test_cancel_terminates_and_bills_once(stack: Stack, where: str) -> Non
     await save_history(handle, f"cancel_{where}")
 
 
-async def test_sandbox_lost_while_paused_fails_the_session_and_still_bills(stack: Stack) -> None:
+async def test_sandbox_lost_while_paused_ends_the_session_lost_and_still_bills(
+    stack: Stack,
+) -> None:
     handle = await stack.start()
     status = await wait_for(handle, state_is("running"))
     await handle.signal("request_approval", {"gate": "g"})
     await wait_for(handle, state_is("paused"))
     await kill_out_of_band(stack, status.sandbox_id or "")  # e.g. E2B's retention ended
-    await handle.signal("approve", {"gate": "g", "by": "ana"})
+    await handle.signal("approve", {"gate": "g", "by": "ana"})  # the resume finds it gone
     with pytest.raises(WorkflowFailureError) as err:
         await result_of(handle)
-    assert "SandboxGone" in str(err.value.cause)
+    assert isinstance(err.value.cause, ApplicationError)
+    assert err.value.cause.type == "SandboxLost"
     final = await status_of(handle)
-    assert final.state == "failed" and final.error and "SandboxGone" in final.error
+    assert (
+        final.state == "lost"
+        and final.error
+        and "was lost while the session was paused" in final.error
+    )
     cost = await the_cost(stack, status.session_id)
-    assert cost.outcome == "failed"
-    await save_history(handle, "sandbox_lost_while_paused")
+    assert cost.outcome == "lost" and cost.end_confirmed
+    await save_history(handle, "lost_at_resume")
 
 
 async def test_failure_after_provision_runs_the_compensation(stack: Stack) -> None:
@@ -269,9 +276,9 @@ async def test_failure_after_provision_runs_the_compensation(stack: Stack) -> No
     with pytest.raises(WorkflowFailureError):
         await result_of(handle)
     final = await status_of(handle)
-    assert final.state == "failed" and "SandboxGone" in (final.error or "")
-    assert (await the_cost(stack, status.session_id)).outcome == "failed"
-    await save_history(handle, "failure_after_provision")
+    assert final.state == "lost" and "was lost while the session was running" in (final.error or "")
+    assert (await the_cost(stack, status.session_id)).outcome == "lost"
+    await save_history(handle, "lost_at_keep_alive")
 
 
 async def test_provision_failure_ends_failed_without_a_cost(stack: Stack) -> None:
