@@ -19,16 +19,13 @@ from dataclasses import dataclass
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from common.ids import MANAGED_BY, MANAGED_BY_KEY, workflow_id_for
+from common.ids import CHECK_SANDBOX_SIGNAL, MANAGED_BY, MANAGED_BY_KEY, workflow_id_for
 from provider.base import SandboxProvider
 from provider.errors import ProviderError
 
 __all__ = ["CHECK_SANDBOX_SIGNAL", "SandboxWatch", "WatchPass"]
 
 log = logging.getLogger("session_worker.watch")
-
-CHECK_SANDBOX_SIGNAL = "check_sandbox"
-"""The signal that asks a session to check its sandbox with the provider now."""
 
 _WARN_EVERY = 60
 """A provider that keeps failing is logged once, then once in this many passes."""

@@ -22,6 +22,7 @@ STEP_OF_ACTIVITY = {
     "resume_sandbox": "resume",
     "terminate_sandbox": "terminate",
     "record_cost": "record_cost",
+    "record_segment": "record_segment",
 }
 TRIGGER_SIGNAL = {"pause": "request_approval", "resume": "approve", "terminate": "finish"}
 

@@ -152,7 +152,9 @@ def _workflow_figures(runs: list[WorkflowRun], stack: Stack) -> dict[str, Any]:
         # What the session took on the client beyond its steps: the client noticing each step
         # end (history long poll) and sending the next request. A harness cost, not the design's.
         in_steps = tl.finish_seconds + sum(
-            s.step_seconds for s in tl.steps if s.step not in ("terminate", "record_cost")
+            s.step_seconds
+            for s in tl.steps
+            if s.step not in ("terminate", "record_cost", "record_segment")  # not in the path
         )
         phases["client_reaction"].append(run.client_seconds - in_steps)
     all_overhead = [x for values in overhead.values() for x in values]

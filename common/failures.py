@@ -22,5 +22,6 @@ def describe_failure(err: BaseException, *, limit: int = 1000) -> str:
     message = getattr(cause, "message", None) or str(cause)
     text = " ".join(str(message).split())[:limit] or type(cause).__name__
     if cause is not err and isinstance(cause, ApplicationError) and cause.type:
-        return f"{cause.type}: {text}"
+        if not text.startswith(f"{cause.type}: "):  # said once, never `SandboxGone: SandboxGone:`
+            text = f"{cause.type}: {text}"
     return text

@@ -7,6 +7,7 @@ CLI agree on them without importing each other.
 from __future__ import annotations
 
 __all__ = [
+    "CHECK_SANDBOX_SIGNAL",
     "DEFAULT_TASK_QUEUE",
     "MANAGED_BY",
     "MANAGED_BY_KEY",
@@ -28,6 +29,10 @@ MANAGED_BY = "session-worker"
 """Every sandbox this product creates carries metadata `managed-by: session-worker`, so the
 stray reconciler can tell its own sandboxes from anything else on the same E2B team."""
 
+
+CHECK_SANDBOX_SIGNAL = "check_sandbox"
+"""The session's signal that asks it to check its sandbox with the provider now: the worker's
+sandbox watch and `sessions dev` send it; from anyone it is a hint, never a verdict."""
 
 OWNER_KEY = "session_run"
 """Sandbox metadata naming the session run (its first run id) that created the sandbox: every

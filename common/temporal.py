@@ -8,6 +8,7 @@ and on the data converter: pydantic, encrypting every payload when `SESSIONS_PAY
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +19,14 @@ from temporalio.envconfig import ClientConfig
 from common.codec import data_converter
 from common.errors import ConfigError, TemporalUnreachable
 
-__all__ = ["DEFAULT_ADDRESS", "DEFAULT_NAMESPACE", "connect_config", "connect_temporal"]
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_NAMESPACE",
+    "connect_cause",
+    "connect_config",
+    "connect_temporal",
+    "unreachable_message",
+]
 
 DEFAULT_ADDRESS = "localhost:7233"
 DEFAULT_NAMESPACE = "default"
@@ -69,12 +77,42 @@ async def connect_temporal(
             **kwargs,
         )
     except RuntimeError as err:
-        raise TemporalUnreachable(
-            f"cannot reach Temporal at {config['target_host']} "
-            f"(namespace {config['namespace']}): {_first_line(err)}"
-        ) from None
+        raise TemporalUnreachable(unreachable_message(config["target_host"], err)) from None
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+_CAUSES = (
+    (re.compile(r"connection refused", re.I), "connection refused"),
+    (
+        re.compile(
+            r"dns error|failed to lookup address|name or service not known|nodename nor servname"
+            r"|no address associated|name resolution|temporary failure in name",
+            re.I,
+        ),
+        "name not resolved",
+    ),
+    (re.compile(r"timed? ?out|deadline", re.I), "timed out"),
+    (re.compile(r"connection reset|broken pipe", re.I), "connection reset"),
+    (re.compile(r"network is unreachable|no route to host", re.I), "network unreachable"),
+    (re.compile(r"certificate|\btls\b|\bssl\b|handshake", re.I), "TLS handshake failed"),
+    (re.compile(r"HTTP status code (\d+)", re.I), "not a Temporal frontend: HTTP {0}"),
+    (re.compile(r"invalid uri|invalid authority|invalid port", re.I), "not a host:port"),
+)
+"""The OS's or the transport's cause inside the SDK's connect error, in a few words."""
+
+
+def connect_cause(err: BaseException | str) -> str:
+    """The SDK's connect error (`tonic::transport::Error(Transport, ConnectError(...))`, a gRPC
+    status, ...) reduced to its cause: "connection refused", "timed out", "name not
+    resolved", ... or, when none is recognised, the error's first words."""
+    text = str(err)
+    for pattern, cause in _CAUSES:
+        match = pattern.search(text)
+        if match:
+            return cause.format(*match.groups())
+    text = text.split("Failed client connect:", 1)[-1]
+    text = re.sub(r"\b\w+(::\w+)+\b|[(){}\[\]]", " ", text)  # Rust paths, nesting
+    return " ".join(text.split())[:120] or "no cause given"
+
+
+def unreachable_message(target: str, err: BaseException | str) -> str:
+    return f"cannot reach Temporal at {target}: is `sessions dev` running? ({connect_cause(err)})"

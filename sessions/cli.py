@@ -17,7 +17,7 @@ import click
 
 from common.cli import CONTEXT_SETTINGS
 from common.cli import main as run_command
-from common.errors import ConfigError, SessionsError, TemporalUnreachable
+from common.errors import ConfigError, SessionsError
 from common.text import first_unsafe
 from common.units import DEFAULT_PRICE_PER_SECOND, MAX_DURATION_SECONDS, parse_duration
 from sessions.dev_env import apply_dev_env, parse_env_pairs
@@ -263,14 +263,7 @@ def worker(ledger_url: str | None) -> int:
         os.environ["TEMPORAL_ADDRESS"] = conn["address"]
     if conn["namespace"]:
         os.environ["TEMPORAL_NAMESPACE"] = conn["namespace"]
-    try:
-        return worker_module.serve(task_queue=conn["task_queue"], ledger_url=ledger_url)
-    except TemporalUnreachable as err:  # the SDK's transport error, reduced to its cause
-        from common.temporal import connect_config
-        from sessions.client import unreachable_message
-
-        target = connect_config()["target_host"]
-        raise TemporalUnreachable(unreachable_message(target, err.__context__ or err)) from None
+    return worker_module.serve(task_queue=conn["task_queue"], ledger_url=ledger_url)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -41,7 +40,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from common.failures import describe_failure
 from common.ids import session_id_of
 from common.settings import CliSettings
-from common.temporal import connect_config, connect_temporal
+from common.temporal import connect_cause, connect_config, connect_temporal
 from ledger.billing import Usage
 from provider.models import ExecResult, PoolConfig
 from sessions.errors import (
@@ -150,9 +149,6 @@ class SessionClient:
                 payload_keys=CliSettings.load().payload_keys,
                 interceptors=with_tracing(()),
             )
-        except TemporalUnreachable as err:
-            target = connect_config(address=address, namespace=namespace)["target_host"]
-            raise TemporalUnreachable(unreachable_message(target, err.__context__ or err)) from None
         except ValueError as err:  # the SDK's word for an address it cannot parse
             target = connect_config(address=address, namespace=namespace)["target_host"]
             raise ConfigError(
@@ -553,44 +549,6 @@ def live_figures(status: SessionStatus, now: datetime | None = None) -> SessionS
     )
 
 
-_CAUSES = (
-    (re.compile(r"connection refused", re.I), "connection refused"),
-    (
-        re.compile(
-            r"dns error|failed to lookup address|name or service not known|nodename nor servname"
-            r"|no address associated|name resolution|temporary failure in name",
-            re.I,
-        ),
-        "name not resolved",
-    ),
-    (re.compile(r"timed? ?out|deadline", re.I), "timed out"),
-    (re.compile(r"connection reset|broken pipe", re.I), "connection reset"),
-    (re.compile(r"network is unreachable|no route to host", re.I), "network unreachable"),
-    (re.compile(r"certificate|\btls\b|\bssl\b|handshake", re.I), "TLS handshake failed"),
-    (re.compile(r"HTTP status code (\d+)", re.I), "not a Temporal frontend: HTTP {0}"),
-    (re.compile(r"invalid uri|invalid authority|invalid port", re.I), "not a host:port"),
-)
-"""The OS's or the transport's cause inside the SDK's connect error, in a few words."""
-
-
-def connect_cause(err: BaseException | str) -> str:
-    """The SDK's connect error (`tonic::transport::Error(Transport, ConnectError(...))`, a gRPC
-    status, ...) reduced to its cause: "connection refused", "timed out", "name not
-    resolved", ... or, when none is recognised, the error's first words."""
-    text = str(err)
-    for pattern, cause in _CAUSES:
-        match = pattern.search(text)
-        if match:
-            return cause.format(*match.groups())
-    text = text.split("Failed client connect:", 1)[-1]
-    text = re.sub(r"\b\w+(::\w+)+\b|[(){}\[\]]", " ", text)  # Rust paths, nesting
-    return " ".join(text.split())[:120] or "no cause given"
-
-
-def unreachable_message(target: str, err: BaseException | str) -> str:
-    return f"cannot reach Temporal at {target}: is `sessions dev` running? ({connect_cause(err)})"
-
-
 def _no_worker(session_id: str, queue: str) -> str:
     return (
         f"no worker answered for session {session_id} (task queue {queue}): "
@@ -657,12 +615,8 @@ def _failure_message(session_id: str, err: WorkflowFailureError) -> str:
 
 
 def _cause_message(err: BaseException | None) -> str:
-    """The failure's own cause (`Type: message`), its type said once (`SandboxGone: ...`, never
-    `SandboxGone: SandboxGone: ...` when the message already begins with it)."""
-    return _DOUBLED_TYPE.sub(r"\1: ", describe_failure(err)) if err is not None else ""
-
-
-_DOUBLED_TYPE = re.compile(r"^([A-Za-z_]\w*): (?:\1: )+")
+    """The failure's own cause, `Type: message` (`common.failures`)."""
+    return describe_failure(err) if err is not None else ""
 
 
 def _one_line(err: BaseException) -> str:

@@ -43,8 +43,6 @@ TEMPORAL_READY_SECONDS = 60.0
 STOP_SECONDS = 15.0
 EMULATOR_STATE_FILE = "emulator-state.json"
 """The emulator's records of its sandboxes, in the data directory: when each one died."""
-CHECK_SANDBOX_SIGNAL = "check_sandbox"
-"""The session workflow's signal: ask the provider now whether the sandbox still lives."""
 CHECK_SECONDS = 15.0
 """At most this long for asking the open sessions (one visibility list, one signal each)."""
 _PR_SET_PDEATHSIG = 1
@@ -308,7 +306,7 @@ class _Dev:
         `sessions dev` would otherwise find its sandbox gone only at its next keep-alive or
         resume. A failure here only warns: the sessions still find out on their own.
         """
-        from common.ids import SESSION_WORKFLOW_TYPE
+        from common.ids import CHECK_SANDBOX_SIGNAL, SESSION_WORKFLOW_TYPE
 
         queue = task_queue.replace("\\", "\\\\").replace("'", "\\'")
         query = (

@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
     )
     from common.errors import validation_message
     from common.failures import describe_failure
-    from common.ids import session_id_of, workflow_id_for
+    from common.ids import CHECK_SANDBOX_SIGNAL, session_id_of, workflow_id_for
     from ledger import BilledState, CostEvent, SegmentEvent, Usage
     from provider.models import (
         CheckInput,
@@ -533,7 +533,7 @@ class SandboxSession:
             return
         self._finish = True
 
-    @workflow.signal(name="check_sandbox")
+    @workflow.signal(name=CHECK_SANDBOX_SIGNAL)
     def check_sandbox(self, *payloads: Any) -> None:
         """A hint that the sandbox may be gone; `_check` asks the provider before believing it."""
         if payloads and self._parse(CheckRequest, payloads, "check_sandbox") is None:

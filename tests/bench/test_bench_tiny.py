@@ -20,7 +20,7 @@ from bench.report import TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
 PHASES = ("provision", "exec", "pause", "resume", "finish")
-STEPS = ("provision", "exec", "pause", "resume", "terminate", "record_cost")
+STEPS = ("provision", "exec", "pause", "record_segment", "resume", "terminate", "record_cost")
 
 
 def ordered(s: dict[str, Any], n: int) -> None:

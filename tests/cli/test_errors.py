@@ -8,7 +8,7 @@ import uuid
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from sessions.client import connect_cause
+from common.temporal import connect_cause
 from tests.fixtures.cli import Cli
 
 UNREACHABLE = ("--address", "127.0.0.1:1")
