@@ -220,6 +220,8 @@ def show_status(status: SessionStatus, *, price: float) -> None:
         ("paused", f"{duration(status.paused_seconds)} (billed $0)"),
         ("cost", f"~{dollars(cost)} at {rate(price)} per running second"),
     ]
+    if status.end_reason and status.end_reason != status.error:
+        fields.append(("ended", status.end_reason))
     if status.error:
         fields.append(("error", status.error))
     fields = [(key, safe(value)) for key, value in fields]
@@ -469,6 +471,8 @@ def progress_line(status: SessionStatus, *, price: float) -> Text:
             f"{duration(status.running_seconds)} running, {duration(status.paused_seconds)} "
             f"paused, ~{dollars(status.running_seconds * price)}"
         )
+        if status.end_reason and status.end_reason != status.error:
+            detail += f"; {status.end_reason}"
         if status.error:
             detail += f"; {status.error}"
     line = Text(safe(f"{state:<13}"), style=_STATE_STYLE.get(state, ""))

@@ -278,3 +278,21 @@ async def test_seconds_are_counted_at_the_moment_of_asking(cli_stack: CliStack) 
     await asyncio.sleep(0.5)
     assert (await cli("status", sid, "--json")).ok().out == final
     assert _seconds_printed(final)["running_seconds"]
+
+
+async def test_a_gate_timeout_that_ends_the_session_says_so(cli_stack: CliStack) -> None:
+    """A gate whose timeout policy is `terminate` ends the session, and `status` says why:
+    not a bare `finished` that looks like someone called `finish`."""
+    cli = cli_stack.cli
+    sid = (await cli("start", "--org", "acme")).ok().out.strip()
+    await cli_stack.wait_for(sid, state_is("running"), what="running")
+    gate = await cli("gate", sid, "late", "--timeout", "1s", "--on-timeout", "terminate")
+    gate.ok()
+    await cli_stack.wait_for(sid, state_is("finished"), what="finished", timeout=30)
+
+    text = (await cli("status", sid)).ok().out
+    shown = (await cli("status", sid, "--json")).ok().out
+
+    reason = "gate 'late' timed out after 1s: its on_timeout policy `terminate` ended the session"
+    assert re.search(r"^ended\s+" + re.escape(reason) + "$", text, re.M), text
+    assert json.loads(shown)["end_reason"] == reason

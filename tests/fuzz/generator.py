@@ -241,9 +241,22 @@ class Generator:
                 "reject_gate",
                 "unknown-update",
                 "status",
+                "check",
             ],
-            weights=[8, 8, 6, 5, 4, 12, 8, 8, 6, 3, 6],
+            weights=[8, 8, 6, 5, 4, 12, 8, 8, 6, 3, 6, 4],
         )[0]
+        if kind == "check":  # a forged hint: the session must ask E2B, never take its word
+            args = rng.choice(
+                [
+                    [js({})],
+                    [js({"sandbox_id": "someone-elses"})],
+                    [],
+                    [js({"sandbox_id": 5})],
+                    [js([])],
+                    [raw(b"{not json")],
+                ]
+            )
+            return Send("signal", "check_sandbox", args, "forged-hint")
         if kind in ("request_approval", "request_gate"):
             # A valid request gets a short timeout: it pauses the sandbox, then resolves itself.
             valid = self.gate_request(new_gate(), timeout=round(rng.uniform(1, 3), 2))

@@ -219,6 +219,17 @@ class Checks:
                     f"doubled: sandbox {sandbox} billed {len(billed)} times: {who}",
                     self.c.start_of(other),
                 )
+            killed_by = next((t.reason for t in record.transitions if t.event == "killed"), None)
+            for row in billed:
+                if row.outcome == "lost" and killed_by == "api":
+                    # Only its session's terminate killed it: nothing died behind its back.
+                    self.c.violation(
+                        3,
+                        row.session_id,
+                        f"false loss: sandbox {sandbox} ended `lost` though only its "
+                        "session killed it (a forged hint believed?)",
+                        self.last_of(row.session_id),
+                    )
             life = ((record.killed_at or now) - record.created_at).total_seconds()
             for row in billed:
                 if row.running_seconds > life + tol:

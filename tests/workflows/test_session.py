@@ -203,6 +203,12 @@ async def test_gate_timeout_follows_its_policy(stack: Stack, policy: str) -> Non
     result = await result_of(handle)
     assert gate_state(result.status, "late") == "timed_out"
     assert result.outcome == "finished"
+    if policy == "terminate":  # the ending says why: not a plain finish
+        expected = "gate 'late' timed out after 1.5s: its on_timeout policy `terminate` ended"
+        assert result.reason and result.reason.startswith(expected)
+        assert result.status.end_reason == result.reason
+    else:
+        assert result.reason is None and result.status.end_reason is None
     assert await sandbox_state(stack, status.sandbox_id or "") is None
     cost = await the_cost(stack, result.status.session_id)
     assert cost.paused_seconds >= 1.4
