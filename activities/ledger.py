@@ -8,6 +8,7 @@ rows exactly-once, so retrying here is always safe and a cost is never lost.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 from temporalio import activity
@@ -18,6 +19,8 @@ from temporalio.workflow import ActivityConfig
 from common.errors import validation_message
 from ledger import CostEvent, Ledger, SegmentEvent
 from telemetry.instruments import count_billed_seconds
+
+_M = TypeVar("_M", CostEvent, SegmentEvent)
 
 __all__ = [
     "INVALID_COST_EVENT",
@@ -94,16 +97,8 @@ class LedgerActivities:
     @activity.defn(name="record_cost")
     async def record_cost(self, input: RecordCostInput) -> RecordCostResult:
         """Record the event once; database errors raise and Temporal retries them."""
-        try:
-            # Revalidate: a model built without validation must not reach the database.
-            event = CostEvent.model_validate(dict(input.event))
-        except (ValidationError, AttributeError, TypeError) as err:
-            raise ApplicationError(
-                f"invalid cost event: {_describe(err)}",
-                type=INVALID_COST_EVENT,
-                non_retryable=True,
-            ) from None
-        segments = [_valid_segment(s, error_type=INVALID_COST_EVENT) for s in input.segments]
+        event = _valid(CostEvent, input.event, INVALID_COST_EVENT)
+        segments = [_valid(SegmentEvent, s, INVALID_COST_EVENT) for s in input.segments]
         result = await self._ledger.record(event, segments)
         if result.inserted:  # a repeat adds nothing: the metric sums to the ledger exactly
             count_billed_seconds(result.event)
@@ -120,7 +115,7 @@ class LedgerActivities:
     @activity.defn(name="record_segment")
     async def record_segment(self, input: RecordSegmentInput) -> RecordSegmentResult:
         """Record one closed running segment once; database errors raise and Temporal retries."""
-        segment = _valid_segment(input.segment, error_type=INVALID_SEGMENT)
+        segment = _valid(SegmentEvent, input.segment, INVALID_SEGMENT)
         inserted = await self._ledger.record_segment(segment)
         activity.logger.info(
             "running segment session=%s sandbox=%s %.3fs from %s inserted=%s",
@@ -133,13 +128,15 @@ class LedgerActivities:
         return RecordSegmentResult(inserted=inserted)
 
 
-def _valid_segment(segment: SegmentEvent, *, error_type: str) -> SegmentEvent:
-    """Revalidated: a model built without validation must not reach the database."""
+def _valid(model: type[_M], value: BaseModel, error_type: str) -> _M:
+    """Revalidated: a model built without validation must not reach the database; a bad one is
+    refused for good (no retry can fix it)."""
+    whole = "event" if model is CostEvent else "segment"
     try:
-        return SegmentEvent.model_validate(dict(segment))
+        return model.model_validate(dict(value))
     except (ValidationError, AttributeError, TypeError) as err:
         raise ApplicationError(
-            f"invalid segment: {_describe(err, whole='segment')}",
+            f"invalid {'cost event' if whole == 'event' else whole}: {_describe(err, whole=whole)}",
             type=error_type,
             non_retryable=True,
         ) from None

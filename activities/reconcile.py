@@ -26,7 +26,7 @@ from common.ids import (
     session_id_of,
     workflow_id_for,
 )
-from ledger import CostEvent, Ledger, Usage
+from ledger import CostEvent, Ledger, SegmentEvent, Usage
 from ledger.billing import Segment
 from provider.base import ListedSandbox, SandboxProvider
 from provider.errors import ProviderError, SandboxGone
@@ -224,14 +224,7 @@ class ReconcileActivities:
             if owed is None:
                 continue
             event, usage = owed
-            segments = usage.running_segment_events(
-                session_id=event.session_id,
-                org_id=event.org_id,
-                issue_id=event.issue_id,
-                sandbox_id=event.sandbox_id,
-                template_id=event.template_id,
-            )
-            if (await self._ledger.record(event, segments)).inserted:
+            if (await self._ledger.record(event, _segments(usage, event))).inserted:
                 billed += 1
                 activity.logger.info(
                     "terminated session %s billed for sandbox %s (%.3fs running)",
@@ -304,14 +297,7 @@ class ReconcileActivities:
             outcome="cancelled",
             end_confirmed=confirmed,
         )
-        segments = usage.running_segment_events(
-            session_id=stray.session_id,
-            org_id=stray.org_id,
-            issue_id=stray.issue_id,
-            sandbox_id=stray.sandbox_id,
-            template_id=stray.template_id,
-        )
-        recorded = await self._ledger.record(event, segments)
+        recorded = await self._ledger.record(event, _segments(usage, event))
         activity.logger.info(
             "stray sandbox %s of session %s (%s): killed=%s billed=%s",
             stray.sandbox_id,
@@ -321,6 +307,17 @@ class ReconcileActivities:
             recorded.inserted,
         )
         return ReapResult(sandbox_id=stray.sandbox_id, killed=killed, billed=recorded.inserted)
+
+
+def _segments(usage: Usage, event: CostEvent) -> list[SegmentEvent]:
+    """The closed running stretches of `usage`, as the ledger's segments of `event`."""
+    return usage.running_segment_events(
+        session_id=event.session_id,
+        org_id=event.org_id,
+        issue_id=event.issue_id,
+        sandbox_id=event.sandbox_id,
+        template_id=event.template_id,
+    )
 
 
 def _spans(status: dict, sandbox_id: str) -> Usage | None:

@@ -4,7 +4,7 @@ of, and sums of them."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -15,11 +15,8 @@ SummaryBy = Literal["session", "issue", "org"]
 _Seconds = Field(ge=0, allow_inf_nan=False)
 
 
-class CostEvent(BaseModel):
-    """What one sandbox cost one session: the shape `sessions costs --json` prints.
-
-    Paused seconds are recorded to prove they were billed nothing.
-    """
+class _Stretch(BaseModel):
+    """What a cost event and a segment share: whose sandbox, and from when to when (UTC)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -30,6 +27,26 @@ class CostEvent(BaseModel):
     template_id: str = Field(min_length=1)
     started_at: AwareDatetime
     ended_at: AwareDatetime
+
+    @field_validator("started_at", "ended_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # One zone everywhere: the database stores UTC and gives UTC back.
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        return self
+
+
+class CostEvent(_Stretch):
+    """What one sandbox cost one session: the shape `sessions costs --json` prints.
+
+    Paused seconds are recorded to prove they were billed nothing.
+    """
+
     running_seconds: float = _Seconds
     paused_seconds: float = _Seconds
     wall_seconds: float = _Seconds
@@ -39,51 +56,18 @@ class CostEvent(BaseModel):
     lifecycle event); False when it is the last moment the sandbox was known alive (a sandbox
     lost with no record of its end is billed to there, never beyond)."""
 
-    @field_validator("started_at", "ended_at")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        # One zone everywhere: the database stores UTC and gives UTC back.
-        return value.astimezone(UTC)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> CostEvent:
-        if self.ended_at < self.started_at:
-            raise ValueError("ended_at is before started_at")
-        return self
-
     @property
     def idempotency_key(self) -> str:
         """The (session, sandbox) pair the database keeps unique: at most one row per key."""
         return f"{self.session_id}/{self.sandbox_id}"
 
 
-class SegmentEvent(BaseModel):
+class SegmentEvent(_Stretch):
     """One closed running stretch of a sandbox: recorded once, when it closes (a pause, the end).
 
     The ledger keeps one row per (sandbox, start); the running seconds of a billed sandbox are the
     sum of its segments. Paused stretches cost nothing and are not segments.
     """
-
-    model_config = ConfigDict(frozen=True)
-
-    session_id: str = Field(min_length=1)
-    org_id: str = Field(min_length=1)
-    issue_id: str | None = None
-    sandbox_id: str = Field(min_length=1)
-    template_id: str = Field(min_length=1)
-    started_at: AwareDatetime
-    ended_at: AwareDatetime
-
-    @field_validator("started_at", "ended_at")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> SegmentEvent:
-        if self.ended_at < self.started_at:
-            raise ValueError("ended_at is before started_at")
-        return self
 
     @property
     def seconds(self) -> float:

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, get_args
 
-from sqlalchemy import ColumnElement, Connection, Row, event, func, select
+from sqlalchemy import ColumnElement, Connection, Row, Select, Table, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -90,17 +90,15 @@ class SqlLedger:
         org_id: str | None = None,
         issue_id: str | None = None,
     ) -> list[SegmentEvent]:
-        query = select(*(cost_segments.c[name] for name in _SEGMENT_COLUMNS)).order_by(
-            cost_segments.c.started_at, cost_segments.c.sandbox_id
+        query = _filtered(
+            select(*(cost_segments.c[name] for name in _SEGMENT_COLUMNS)).order_by(
+                cost_segments.c.started_at, cost_segments.c.sandbox_id
+            ),
+            cost_segments,
+            session_id=session_id,
+            org_id=org_id,
+            issue_id=issue_id,
         )
-        filters: dict[str, str | None] = {
-            "session_id": session_id,
-            "org_id": org_id,
-            "issue_id": issue_id,
-        }
-        for name, value in filters.items():
-            if value is not None:
-                query = query.where(cost_segments.c[name] == value)
         async with self._transaction() as conn:
             rows = (await conn.execute(query)).all()
         return [SegmentEvent.model_validate(dict(row._mapping)) for row in rows]
@@ -115,17 +113,15 @@ class SqlLedger:
         org_id: str | None = None,
         issue_id: str | None = None,
     ) -> list[CostEvent]:
-        query = select(*(cost_events.c[name] for name in _EVENT_COLUMNS)).order_by(
-            cost_events.c.started_at, cost_events.c.session_id, cost_events.c.sandbox_id
+        query = _filtered(
+            select(*(cost_events.c[name] for name in _EVENT_COLUMNS)).order_by(
+                cost_events.c.started_at, cost_events.c.session_id, cost_events.c.sandbox_id
+            ),
+            cost_events,
+            session_id=session_id,
+            org_id=org_id,
+            issue_id=issue_id,
         )
-        filters: dict[str, str | None] = {
-            "session_id": session_id,
-            "org_id": org_id,
-            "issue_id": issue_id,
-        }
-        for name, value in filters.items():
-            if value is not None:
-                query = query.where(cost_events.c[name] == value)
         async with self._transaction() as conn:
             rows = (await conn.execute(query)).all()
         return [_event(row) for row in rows]
@@ -272,6 +268,14 @@ async def _insert_segments(
         if (await conn.execute(insert)).first() is not None:
             inserted += 1
     return inserted
+
+
+def _filtered(query: Select[Any], table: Table, **ids: str | None) -> Select[Any]:
+    """`query` narrowed to the rows whose ids equal the ones given (None: any)."""
+    for name, value in ids.items():
+        if value is not None:
+            query = query.where(table.c[name] == value)
+    return query
 
 
 def _event(row: Row[Any]) -> CostEvent:
