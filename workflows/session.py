@@ -202,8 +202,6 @@ class SandboxSession:
             await self._check(spaced=False)
         except _SandboxLost:
             return True
-        except ActivityError:
-            return False
         return False
 
     async def _end(self, outcome: Outcome) -> bool:
@@ -306,9 +304,17 @@ class SandboxSession:
             if wait > timedelta(0):
                 await workflow.sleep(wait)
         self._last_check = workflow.now()
-        result: CheckResult = await workflow.execute_activity_method(
-            SandboxActivities.check_sandbox, CheckInput(ref=self._ref()), **CHECK
-        )
+        try:
+            result: CheckResult = await workflow.execute_activity_method(
+                SandboxActivities.check_sandbox, CheckInput(ref=self._ref()), **CHECK
+            )
+        except ActivityError as err:
+            # No answer is no verdict: a hint (forged, or during an E2B outage) never ends a
+            # session on its own; the next keep-alive or sandbox call finds out.
+            workflow.logger.warning(
+                "sandbox check gave no answer: %s", describe_failure(err, limit=300)
+            )
+            return
         if result.alive:
             self._alive_at = result.checked_at
             return

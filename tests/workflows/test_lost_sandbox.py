@@ -250,3 +250,25 @@ async def test_a_flood_of_forged_check_hints_costs_a_few_checks_and_changes_noth
     await handle.signal(SandboxSession.finish)
     result = await asyncio.wait_for(handle.result(), 30)
     assert result.outcome == "finished"
+
+
+async def test_a_hint_the_provider_cannot_answer_never_ends_the_session(stack: Stack) -> None:
+    """No answer is no verdict: a check that fails (E2B refusing, down) leaves the session
+    running; only a provider that says the sandbox is gone ends it."""
+    handle = await stack.start(keep_alive_interval_seconds=600)
+    await wait_for(handle, state_is("running"), what="running")
+    stack.emulator.fail_next("get", count=3, status=401)  # the check's get-info is refused
+
+    await handle.signal("check_sandbox", {})
+    await asyncio.sleep(2.0)
+
+    status = await status_of(handle)
+    assert status.state == "running" and status.error is None
+    checks = [
+        e
+        async for e in handle.fetch_history_events()
+        if e.HasField("activity_task_failed_event_attributes")
+    ]
+    assert checks, "the check ran and failed"
+    await handle.signal(SandboxSession.finish)
+    assert (await asyncio.wait_for(handle.result(), 30)).outcome == "finished"
