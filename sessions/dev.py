@@ -150,11 +150,12 @@ class _Dev:
             # A signal waits in Temporal until the worker polls: no need to wait for it.
             asked = await self._ask_open_sessions(client, settings.task_queue)
             if asked:
-                print(
-                    f"sessions dev: asked {asked} open session{'s' if asked != 1 else ''} "
-                    "to check their sandboxes",
-                    flush=True,
+                sessions = (
+                    "1 open session to check its sandbox"
+                    if asked == 1
+                    else f"{asked} open sessions to check their sandboxes"
                 )
+                print(f"sessions dev: asked {sessions}", flush=True)
             address = f"{opts.host}:{opts.port}"
             write_dev_env(
                 self.dev_env,

@@ -147,7 +147,7 @@ async def test_dev_runs_the_stack_stops_on_ctrl_c_and_keeps_sessions(tmp_path: P
 
         again = await dev.start()  # the same data directory: the session is still there
         restarted = asyncio.get_running_loop().time()
-        assert "sessions dev: asked 1 open session to check their sandboxes" in again, again
+        assert "sessions dev: asked 1 open session to check its sandbox" in again, again
         listed = json.loads((await cli("list", "--json")).ok().out)
         assert sid in [row["session_id"] for row in listed]
         # ... but its sandbox died with the first run: the session says so within seconds
