@@ -167,6 +167,12 @@ ROWS = [
         ignored("gate: gate contains control characters"),
     ),
     Row(
+        "signal-check-malformed",
+        "running",
+        signal("check_sandbox", {"sandbox_id": 5}),
+        ignored("check_sandbox signal ignored: sandbox_id: Input should be a valid string"),
+    ),
+    Row(
         "signal-unknown-gate",
         "running",
         signal("approve", {"gate": "nope", "by": "ana"}),
