@@ -252,12 +252,15 @@ async def test_a_flood_of_forged_check_hints_costs_a_few_checks_and_changes_noth
     assert result.outcome == "finished"
 
 
-async def test_a_hint_the_provider_cannot_answer_never_ends_the_session(stack: Stack) -> None:
+async def test_a_hint_the_provider_cannot_answer_never_ends_the_session(
+    stack: Stack, emulator_faults: EmulatorHandle
+) -> None:
     """No answer is no verdict: a check that fails (E2B refusing, down) leaves the session
     running; only a provider that says the sandbox is gone ends it."""
     handle = await stack.start(keep_alive_interval_seconds=600)
     await wait_for(handle, state_is("running"), what="running")
-    stack.emulator.fail_next("get", count=3, status=401)  # the check's get-info is refused
+    # The check's get-info is refused (401: no retry); `emulator_faults` clears what is left.
+    emulator_faults.fail_next("get", count=1, status=401)
 
     await handle.signal("check_sandbox", {})
     await asyncio.sleep(2.0)
