@@ -111,11 +111,11 @@ class SandboxWatch:
         self._known = now
         listed = len(now)
         hinted = [s for s in dict.fromkeys(gone.values()) if await self._hint(s)]
-        if gone:
+        if hinted:  # a sandbox gone with its session closed was that session's own terminate
             log.info(
                 "sandbox watch: %d sandbox(es) gone since the last pass; sessions told: %s",
                 len(gone),
-                ", ".join(hinted) or "none open",
+                ", ".join(hinted),
             )
         return WatchPass(listed=listed, hinted=tuple(hinted), failed_orgs=tuple(failed))
 
