@@ -258,16 +258,16 @@ class ReconcileActivities:
         if check.alive:
             return None  # still running or paused: the stray path kills it and bills to then
         # Dead: to its end as the provider recorded it, else to the session's termination.
-        ended_at = check.ended_at if check.end_confirmed and check.ended_at else closed_at
+        recorded = check.ended_at if check.end_confirmed else None
         event = usage.cost_event(
             session_id=status["session_id"],
             org_id=org_id,
             issue_id=status.get("issue_id"),
             sandbox_id=sandbox_id,
             template_id=status["template_id"],
-            ended_at=max(ended_at, usage.started_at or ended_at),
+            ended_at=recorded or closed_at,  # never before the last transition (cost_event)
             outcome="cancelled",
-            end_confirmed=check.end_confirmed and check.ended_at is not None,
+            end_confirmed=recorded is not None,
         )
         return event, usage
 

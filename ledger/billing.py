@@ -50,6 +50,15 @@ class Usage:
     def started_at(self) -> datetime | None:
         return self.segments[0].start if self.segments else None
 
+    @property
+    def latest(self) -> datetime | None:
+        """The latest time the usage is known at: the last stretch's end, or its start while it
+        lasts; None before the sandbox ran."""
+        if not self.segments:
+            return None
+        last = self.segments[-1]
+        return last.end if last.end is not None else last.start
+
     def enter(self, state: BilledState, at: datetime) -> None:
         """The sandbox is now `state`, since `at`: close the open stretch, open a new one.
 
@@ -57,9 +66,10 @@ class Usage:
         never runs backwards here: a stamp from a clock behind the last one's (pause and resume
         may run on different workers) counts from the last transition, never twice.
         """
-        last = self.segments[-1] if self.segments else None
-        if last is not None:
-            at = max(at, _latest(last))
+        latest = self.latest
+        if latest is not None:
+            at = max(at, latest)
+            last = self.segments[-1]
             if last.end is None:
                 if last.state == state:
                     return
@@ -129,7 +139,7 @@ class Usage:
         started_at = self.started_at
         if started_at is None:
             raise ValueError("a sandbox that never ran costs nothing: there is no event to record")
-        ended_at = max(ended_at, _latest(self.segments[-1]))
+        ended_at = max(ended_at, self.latest or ended_at)
         self.close(ended_at)
         running = sum((end - start).total_seconds() for start, end in self._closed_running())
         return CostEvent(
@@ -154,11 +164,6 @@ class Usage:
             for seg in self.segments
             if seg.state == "running" and seg.end is not None and seg.end > seg.start
         ]
-
-
-def _latest(segment: Segment) -> datetime:
-    """The latest time a stretch is known at: its end, or its start while it lasts."""
-    return segment.end if segment.end is not None else segment.start
 
 
 def daily_costs(segments: Iterable[SegmentEvent]) -> list[DailyCost]:

@@ -56,6 +56,7 @@ from sessions.errors import (
 )
 from telemetry import with_tracing
 from workflows.models import (
+    ENDED_STATES,
     WORKFLOW_TYPE,
     ExecRequest,
     FinishRequest,
@@ -73,7 +74,6 @@ POLL_SECONDS = 0.5
 _GRACE = timedelta(seconds=5)
 """RPC deadlines sit past our own timeout, so it is ours that fires and names the queue."""
 
-_ENDED_STATES = frozenset({"finished", "failed", "cancelled", "lost"})
 """A session in one of these has closed its sandbox's account: its figures are final."""
 
 _CLOSED_STATE = {
@@ -537,7 +537,7 @@ def live_figures(status: SessionStatus, now: datetime | None = None) -> SessionS
     ended session keeps the workflow's figures (they are its bill); a clock behind the worker's
     never makes a figure smaller than the workflow's own.
     """
-    if status.state in _ENDED_STATES or not status.segments:
+    if status.state in ENDED_STATES or not status.segments:
         return status
     usage = Usage(status.segments)
     at = now or datetime.now(UTC)

@@ -446,6 +446,8 @@ def _total(line: str) -> None:
 
 def progress_line(status: SessionStatus, *, price: float) -> Text:
     """One line per state change of `start --wait` / `finish --wait` (on stderr)."""
+    from workflows.models import ENDED_STATES
+
     state = status.state
     detail = ""
     if state == "provisioning":
@@ -466,7 +468,7 @@ def progress_line(status: SessionStatus, *, price: float) -> Text:
         )
     elif state == "terminating":
         detail = "terminating the sandbox and recording its cost"
-    elif state in ("finished", "failed", "cancelled", "lost"):
+    elif state in ENDED_STATES:
         detail = (
             f"{duration(status.running_seconds)} running, {duration(status.paused_seconds)} "
             f"paused, ~{dollars(status.running_seconds * price)}"

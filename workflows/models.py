@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -16,7 +16,7 @@ from common.ids import DEFAULT_TASK_QUEUE, SESSION_WORKFLOW_TYPE, workflow_id_fo
 from common.payloads import UndecodablePayload
 from common.text import first_unsafe
 from ledger.billing import Segment
-from ledger.models import CostEvent
+from ledger.models import CostEvent, Outcome
 from provider.models import (
     EXEC_DEFAULT_TIMEOUT_SECONDS,
     ExecResult,
@@ -33,7 +33,8 @@ SessionState = Literal[
     "provisioning", "running", "paused", "terminating", "finished", "failed", "cancelled", "lost"
 ]
 GateState = Literal["waiting", "approved", "rejected", "timed_out"]
-Outcome = Literal["finished", "failed", "cancelled", "lost"]
+ENDED_STATES: tuple[SessionState, ...] = get_args(Outcome)
+"""The states a session ends in: its outcomes (the cost row's `outcome` too)."""
 OnTimeout = Literal["reject", "terminate"]
 
 _B = TypeVar("_B", bound=BaseModel)
@@ -319,6 +320,7 @@ class SessionResult(BaseModel):
 
 __all__ = [
     "DEFAULT_TASK_QUEUE",
+    "ENDED_STATES",
     "WORKFLOW_TYPE",
     "CheckRequest",
     "ExecRequest",

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
     )
     from telemetry.instruments import GATE_OUTCOME, GATE_WAIT
     from workflows.models import (
+        ENDED_STATES,
         WORKFLOW_TYPE,
         CheckRequest,
         ExecRequest,
@@ -77,7 +78,6 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
         valid_payload,
     )
 
-_ENDED: tuple[SessionState, ...] = ("finished", "failed", "cancelled", "lost")
 _DRAIN = timedelta(minutes=2)
 """How long an ending session waits for its in-flight updates (an exec the termination cut
 short) to answer their callers."""
@@ -174,12 +174,11 @@ class SandboxSession:
 
     async def _end_lost(self) -> None:
         """The sandbox died behind the session's back: bill it to its end, then fail."""
-        lost = self._lost
-        assert lost is not None and self._handle is not None
-        ended = lost.ended_at or self._last_alive()
+        assert self._handle is not None
+        ended, confirmed = self._lost_end()
         how = (
             "the provider's record of its end"
-            if lost.ended_at and lost.end_confirmed
+            if confirmed
             else "the last moment it was known alive (the provider keeps no record of its end)"
         )
         self._error = (
@@ -324,10 +323,15 @@ class SandboxSession:
     def _last_alive(self) -> datetime:
         """The last moment the sandbox was known alive: a provider call that reached it, or
         its last provider-confirmed transition, whichever is later."""
-        known = [s.end or s.start for s in self._usage.segments[-1:]]
-        if self._alive_at is not None:
-            known.append(self._alive_at)
+        known = [t for t in (self._usage.latest, self._alive_at) if t is not None]
         return max(known) if known else workflow.now()
+
+    def _lost_end(self) -> tuple[datetime, bool]:
+        """When the lost sandbox ended, and whether that is the provider's record of it."""
+        assert self._lost is not None
+        if self._lost.ended_at is not None and self._lost.end_confirmed:
+            return self._lost.ended_at, True
+        return self._last_alive(), False
 
     # ---------------------------------------------------------------- gates
 
@@ -440,7 +444,6 @@ class SandboxSession:
         """The sandbox is `state` since `at`, a provider-confirmed time."""
         self._usage.enter(state, at)
         self._state = state
-        self._alive_at = max(at, self._alive_at) if self._alive_at else at
 
     # ---------------------------------------------------------------- end
 
@@ -497,9 +500,7 @@ class SandboxSession:
         its end, else at the last moment it was known alive, never at the moment of the kill.
         """
         if self._lost is not None:
-            if self._lost.ended_at is not None:
-                return self._lost.ended_at, self._lost.end_confirmed
-            return self._last_alive(), False
+            return self._lost_end()
         try:
             term = await workflow.execute_activity_method(
                 SandboxActivities.terminate_sandbox, TerminateInput(ref=self._ref()), **TERMINATE
@@ -544,7 +545,7 @@ class SandboxSession:
         """A hint that the sandbox may be gone; `_check` asks the provider before believing it."""
         if payloads and self._parse(CheckRequest, payloads, "check_sandbox") is None:
             return
-        if self._handle is None or self._state in (*_ENDED, "terminating"):
+        if self._handle is None or self._state in (*ENDED_STATES, "terminating"):
             return
         self._check_wanted = True
 
@@ -625,7 +626,7 @@ class SandboxSession:
             runner_pid=self._runner_pid,
             segments=[s.model_copy() for s in self._usage.segments],
             cost_owed=self._owed,
-            alive_at=self._alive_at,
+            alive_at=self._last_alive() if self._handle else None,
             end_reason=self._end_reason,
         )
 
@@ -661,7 +662,7 @@ class SandboxSession:
             )
 
     def _gate_request_problem(self, request: GateRequest) -> str | None:
-        if self._state in _ENDED or self._state == "terminating" or self._finish:
+        if self._state in ENDED_STATES or self._state == "terminating" or self._finish:
             return f"session is {self._ending()}; no gate can be requested"
         if any(g.gate == request.gate for g in self._gates):
             return f"gate {request.gate!r} was already requested"
@@ -735,7 +736,7 @@ class SandboxSession:
 
     def _ending(self) -> str:
         """The state, said right for a session told to finish that has not begun to end yet."""
-        if self._finish and self._state not in (*_ENDED, "terminating"):
+        if self._finish and self._state not in (*ENDED_STATES, "terminating"):
             return "ending (finish requested)"
         return self._state
 
