@@ -240,7 +240,7 @@ class SessionClient:
             handle = self._handle(session_id)
             desc = await handle.describe()
             if desc.status != WorkflowExecutionStatus.RUNNING:
-                raise SessionEnded(f"session {session_id} has ended")
+                raise SessionEnded(_ended(f"session {session_id}", session_id))
             await handle.cancel()
 
     # ------------------------------------------------------------------ gates and exec
@@ -549,6 +549,13 @@ def live_figures(status: SessionStatus, now: datetime | None = None) -> SessionS
     )
 
 
+def _ended(who: str, session_id: str | None) -> str:
+    """A refusal because the session is over, saying where to read how it ended (finished,
+    failed, cancelled, lost): the refused call itself cannot know."""
+    how = f": `sessions status {session_id}` says how" if session_id else ""
+    return f"{who} has ended{how}"
+
+
 def _no_worker(session_id: str, queue: str) -> str:
     return (
         f"no worker answered for session {session_id} (task queue {queue}): "
@@ -589,7 +596,7 @@ def _translate(err: BaseException, session_id: str | None, *, queue: str | None 
         message = _one_line(err)
         if err.status == RPCStatusCode.NOT_FOUND:
             if "already completed" in message or "already finished" in message:
-                raise SessionEnded(f"{who} has ended") from None
+                raise SessionEnded(_ended(who, session_id)) from None
             raise SessionNotFound(f"no session {session_id}") from None
         if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             if session_id and err.status == RPCStatusCode.DEADLINE_EXCEEDED:

@@ -110,7 +110,8 @@ async def test_a_whole_session_through_the_cli(cli_stack: CliStack) -> None:
     assert "finish requested" in finished.out
     assert "finished" in finished.err.splitlines()[-1]
     assert "has ended" in (await cli("finish", sid)).one_error_line()
-    assert "has ended" in (await cli("exec", sid, "--", "true")).one_error_line()
+    ended = (await cli("exec", sid, "--", "true")).one_error_line()
+    assert ended == f"error: session {sid} has ended: `sessions status {sid}` says how", ended
     assert "has ended" in (await cli("approve", sid, "deploy", "--by", "x")).one_error_line()
 
     final = json.loads((await cli("status", sid, "--json")).ok().out)
