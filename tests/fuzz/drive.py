@@ -6,6 +6,7 @@ maybe a restart; a start that must or may be refused is judged first.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -154,6 +155,7 @@ class SessionDriver:
                 self.c.violation(
                     1, self.sid, f"status query failed: {visible(str(err), 200)}", self.last_send()
                 )
+                await self.keep_history("query-failed")
             self.log(s.label, f"failed: {err}")
             return None
         except Exception as err:  # noqa: BLE001 - a killed worker, a closed workflow: retried
@@ -168,6 +170,17 @@ class SessionDriver:
                 self.c.answers.append((self.sid, "status.error", str(value["error"])))
             return value
         return None
+
+    async def keep_history(self, why: str) -> None:
+        """The session's history beside the logs (`<workdir>/history-<session>-<why>.json`), so
+        a violation can be replayed (`bench.replay.load_history`) after the server is gone."""
+        path = self.c.stack.workdir / f"history-{self.sid}-{why}.json"
+        try:
+            history = await self.handle.fetch_history()
+            path.write_text(json.dumps(history.to_json_dict(), indent=1))
+            self.log("history", f"kept in {path}")
+        except Exception as err:  # noqa: BLE001 - evidence only: never fail the campaign
+            self.log("history", f"not kept: {visible(error_text(err), 200)}")
 
     def last_send(self) -> str:
         sends = [label for _, label, *_ in self.c.sends[self.sid] if not label.startswith("query")]
