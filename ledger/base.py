@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from ledger.models import CostEvent, CostSummary, DailyCost, RecordResult, SegmentEvent, SummaryBy
+from ledger.models import (
+    CostEvent,
+    CostSummary,
+    DailyCost,
+    GateEvent,
+    RecordResult,
+    SegmentEvent,
+    SummaryBy,
+)
 
 
 @runtime_checkable
@@ -53,6 +62,23 @@ class Ledger(Protocol):
     async def daily(self, *, org_id: str | None = None) -> list[DailyCost]:
         """Running seconds per UTC day from the segments (one crossing midnight is split),
         oldest day first, with the number of sandboxes that ran that day."""
+        ...
+
+    async def record_gate_events(self, events: Sequence[GateEvent]) -> int:
+        """Store each gate audit row unless its key (session, gate, event, about, sink) exists;
+        a duplicate never overwrites the stored row. Returns how many were new."""
+        ...
+
+    async def gate_events(
+        self,
+        *,
+        session_id: str | None = None,
+        org_id: str | None = None,
+        gate: str | None = None,
+        since: datetime | None = None,
+    ) -> list[GateEvent]:
+        """Stored gate audit rows, oldest first (by `at`), filtered by whichever are given
+        (`since`: rows at or after it)."""
         ...
 
     async def close(self) -> None:

@@ -3,6 +3,8 @@ of, and sums of them."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import UTC, date, datetime
 from typing import Literal, Self
 
@@ -107,3 +109,63 @@ class RecordResult(BaseModel):
 
     inserted: bool
     event: CostEvent
+
+
+GateEventKind = Literal["requested", "notified", "approved", "rejected", "timed_out"]
+"""A gate's life in the audit trail: requested, announced (`notified`, one row per sink and
+announcement), and how it ended (approved, rejected, timed out)."""
+NoticeAbout = Literal["requested", "reminder", "approved", "rejected", "timed_out"]
+"""What a notification announced: the gate waiting, a reminder, or how it was decided."""
+
+
+def gate_digest(summary: str | None, details: str | None) -> str:
+    """The SHA-256 (hex) of a gate's summary and details, as the audit trail keeps them: proof of
+    what was approved without copying it. The digest of the canonical JSON object
+    `{"details": ..., "summary": ...}` (sorted keys, no spaces, UTF-8, absent values null)."""
+    body = json.dumps(
+        {"details": details, "summary": summary},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+class GateEvent(BaseModel):
+    """One row of the gate audit trail (`sessions audit`): kept in the ledger, so a decision
+    outlives the workflow history's retention. Exactly once per `idempotency_key`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    session_id: str = Field(min_length=1)
+    org_id: str = Field(min_length=1)
+    issue_id: str | None = None
+    gate: str = Field(min_length=1)
+    event: GateEventKind
+    at: AwareDatetime
+    """When it happened: the request, the delivery, the decision or the timeout (UTC)."""
+    by: str | None = None
+    """Who: the requester (`requested`), the decider (`approved`/`rejected`); None otherwise."""
+    comment: str | None = None
+    about: NoticeAbout | None = None
+    """`notified` only: what the notification announced."""
+    sink: str | None = None
+    """`notified` only: where it went (`webhook` or `slack`)."""
+    attempts: int | None = Field(None, ge=1)
+    """`notified` only: the delivery attempt that succeeded."""
+    waited_seconds: float | None = Field(None, ge=0, allow_inf_nan=False)
+    """From the request to this event (decisions, timeouts, notifications)."""
+    paused_seconds: float | None = Field(None, ge=0, allow_inf_nan=False)
+    """Decisions and timeouts: the seconds the sandbox was paused while the gate waited."""
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """`gate_digest(summary, details)` of the gate."""
+
+    @field_validator("at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.astimezone(UTC)
+
+    @property
+    def idempotency_key(self) -> str:
+        """(session, gate, event, about, sink): at most one row per key."""
+        return "/".join((self.session_id, self.gate, self.event, self.about or "", self.sink or ""))

@@ -66,23 +66,66 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+MAX_DETAILS = 16 * 1024
+"""A gate's details (a command, a diff, a URL): at most 16 KiB of text, counted in UTF-8 bytes."""
+MAX_APPROVERS = 50
+
+
 class GateRequest(_Message):
     """Payload of the `request_approval` signal and the `request_gate` update."""
 
     gate: str = Field(max_length=128)
     title: str | None = Field(None, max_length=500)
+    summary: str | None = Field(None, max_length=500)
+    """One line: what the agent asks to do."""
+    details: str | None = None
+    """Text up to 16 KiB: the command, the diff, the URL a person decides on."""
+    requested_by: str | None = Field(None, max_length=200)
+    """Who asks: the runner, the platform."""
+    approvers: list[str] = Field(default_factory=list, max_length=MAX_APPROVERS)
+    """The identities allowed to decide (compared without regard to case); empty: anyone."""
+    allow_self_approval: bool = False
+    """Whether `requested_by` may approve its own gate (never by default)."""
     timeout_seconds: float | None = Field(None, gt=0, le=MAX_SECONDS)
     on_timeout: OnTimeout = "reject"
+    remind_at: float | None = Field(0.5, gt=0, lt=1)
+    """The share of the gate's time after which a reminder is sent; null for none."""
 
     @field_validator("gate")
     @classmethod
     def _gate(cls, value: str) -> str:
         return _printable(value, "gate")
 
-    @field_validator("title")
+    @field_validator("title", "summary")
     @classmethod
-    def _title(cls, value: str | None) -> str | None:
-        return None if value is None else _text(value, "title")
+    def _title(cls, value: str | None, info: Any) -> str | None:
+        return None if value is None else _text(value, info.field_name)
+
+    @field_validator("details")
+    @classmethod
+    def _details(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if size > MAX_DETAILS:
+            raise ValueError(f"details is {size} bytes; at most {MAX_DETAILS} (16 KiB)")
+        return _text(value, "details", lines=True)
+
+    @field_validator("requested_by")
+    @classmethod
+    def _requested_by(cls, value: str | None) -> str | None:
+        return None if value is None else _printable(value, "requested_by")
+
+    @field_validator("approvers")
+    @classmethod
+    def _approvers(cls, value: list[str]) -> list[str]:
+        seen: dict[str, str] = {}
+        for name in value:
+            if len(name) > 200:
+                raise ValueError("an approver's name is at most 200 characters")
+            _printable(name, "each approver")
+            seen.setdefault(name.casefold(), name)
+        return list(seen.values())
 
 
 class GateDecision(_Message):
@@ -148,6 +191,64 @@ class Gate(BaseModel):
     waiting_since: datetime | None = None
     """When the gate began to wait (its sandbox paused): its timeout counts from here, and a
     continued-as-new run goes on counting from here too."""
+    summary: str | None = None
+    details: str | None = None
+    requested_by: str | None = None
+    approvers: list[str] = Field(default_factory=list)
+    allow_self_approval: bool = False
+    remind_at: float | None = None
+    notified_at: datetime | None = None
+    """When the gate's waiting was announced to every configured sink (None: not yet, or none
+    configured and nothing to announce)."""
+    reminded_at: datetime | None = None
+    notify_error: str | None = None
+    """Why the last notification about this gate could not be delivered, after its retries."""
+
+    def may_decide(self, who: str, verb: str) -> str | None:
+        """Why `who` may not `verb` (approve/reject) this gate; None when they may."""
+        folded = who.casefold()
+        if self.approvers and folded not in {a.casefold() for a in self.approvers}:
+            return (
+                f"{who} may not {verb} gate {self.gate!r}: its approvers are "
+                + ", ".join(self.approvers)
+            )
+        if (
+            verb == "approve"
+            and self.requested_by is not None
+            and folded == self.requested_by.casefold()
+            and not self.allow_self_approval
+        ):
+            return (
+                f"{who} requested gate {self.gate!r} and may not approve it "
+                "(the gate does not allow self-approval)"
+            )
+        return None
+
+
+class WaitingGate(BaseModel):
+    """A waiting gate as the session's memo shows it (`sessions list --waiting`): what a person
+    needs to decide, without asking a worker. The details stay in `status` (up to 16 KiB)."""
+
+    gate: str
+    title: str | None = None
+    summary: str | None = None
+    requested_by: str | None = None
+    approvers: list[str] = Field(default_factory=list)
+    requested_at: datetime
+    waiting_since: datetime | None = None
+    timeout_seconds: float | None = None
+    on_timeout: OnTimeout = "reject"
+
+
+class UsageMemo(BaseModel):
+    """The sandbox's seconds as of `as_of`, in the session's memo: a reader adds the time since
+    `as_of` to the seconds of `state` (the sandbox's state then) for the figures now."""
+
+    running_seconds: float
+    paused_seconds: float
+    as_of: datetime
+    state: Literal["running", "paused"] | None = None
+    """None when the sandbox is in neither state (not yet made, or gone)."""
 
 
 class SessionCarry(BaseModel):
@@ -343,6 +444,8 @@ __all__ = [
     "SessionResult",
     "SessionState",
     "SessionStatus",
+    "UsageMemo",
+    "WaitingGate",
     "read_payload",
     "valid_payload",
     "validation_message",
