@@ -16,6 +16,8 @@ from datetime import timedelta
 from typing import Any
 
 import click
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import (
     Client,
     Schedule,
@@ -28,15 +30,19 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+from temporalio.common import SearchAttributeKey
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import LedgerActivities, ReconcileActivities, ReconcileInput, SandboxActivities
+from activities.notify import GateNotifier
 from activities.watch import SandboxWatch
 from common.cli import CONTEXT_SETTINGS
 from common.cli import main as run_command
-from common.errors import SessionsError
-from common.settings import ReconcilerSettings, WorkerSettings
+from common.errors import ConfigError, SessionsError
+from common.search import SEARCH_ATTRIBUTES
+from common.settings import NotifySettings, ReconcilerSettings, WorkerSettings
 from common.temporal import connect_temporal
 from ledger import Ledger, LedgerError, open_ledger
 from provider import E2BSandboxProvider, ProviderError, SandboxProvider
@@ -55,9 +61,12 @@ __all__ = [
     "GRACEFUL_SHUTDOWN",
     "PASSTHROUGH_MODULES",
     "build_worker",
+    "check_search_attributes",
     "ensure_reconciler_schedule",
+    "missing_search_attributes",
     "main",
     "run_worker",
+    "search_attribute_type",
     "serve",
     "workflow_runner",
 ]
@@ -97,14 +106,17 @@ def build_worker(
     max_concurrent_activities: int = 200,
     interceptors: Sequence[Any] = (),
     watch: SandboxWatch | None = None,
+    notify: NotifySettings | None = None,
     **worker_options: Any,
 ) -> Worker:
     """A worker for the session and reconciler workflows with their dependencies injected
-    (and, with `watch`, the sandboxes it provisions or resumes watched from the next pass)."""
+    (and, with `watch`, the sandboxes it provisions or resumes watched from the next pass;
+    gate notices go where `notify` says, by default the environment's SESSIONS_NOTIFY_*)."""
     traced = TracedProvider.wrap(provider)  # spans, latency, gauges for every provider call
     sandbox = SandboxActivities(traced, on_live=watch.expect if watch else None)
     billing = LedgerActivities(ledger)
     reconcile = ReconcileActivities(traced, client, ledger)
+    notifier = GateNotifier(ledger, notify or NotifySettings.load())
     return Worker(
         client,
         task_queue=task_queue,
@@ -119,6 +131,7 @@ def build_worker(
             sandbox.check_sandbox,
             billing.record_cost,
             billing.record_segment,
+            notifier.notify_gate,
             reconcile.find_stray_sandboxes,
             reconcile.reap_stray_sandbox,
             reconcile.bill_terminated_sessions,
@@ -168,6 +181,67 @@ async def ensure_reconciler_schedule(
         await client.get_schedule_handle(RECONCILER_SCHEDULE_ID).update(update)
 
 
+def search_attribute_type(key: SearchAttributeKey[Any]) -> str:
+    """The type as Temporal's CLI, `tcld` and `start-dev --search-attribute` spell it."""
+    name = IndexedValueType.Name(IndexedValueType.ValueType(key.indexed_value_type))
+    return "".join(w.capitalize() for w in name.removeprefix("INDEXED_VALUE_TYPE_").split("_"))
+
+
+async def missing_search_attributes(
+    client: Client,
+) -> tuple[list[SearchAttributeKey[Any]], list[str]]:
+    """The session's search attributes the namespace lacks, and those it has with another type
+    (each said in words). Raises the server's `RPCError` if it refuses the listing."""
+    response = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    known = {**response.system_attributes, **response.custom_attributes}
+    missing, mistyped = [], []
+    for key in SEARCH_ATTRIBUTES:
+        found = known.get(key.name)
+        if found is None:
+            missing.append(key)
+        elif found != int(key.indexed_value_type):
+            have = IndexedValueType.Name(found).removeprefix("INDEXED_VALUE_TYPE_").lower()
+            mistyped.append(f"{key.name} is {have}, not {search_attribute_type(key)}")
+    return missing, mistyped
+
+
+async def check_search_attributes(client: Client) -> None:
+    """Stop before polling when the namespace lacks the search attributes the workflow upserts:
+    every session would otherwise fail its first workflow task, over and over. A server that
+    will not list them (a Cloud API key without the permission) only gets a warning."""
+    namespace = client.namespace
+    try:
+        missing, mistyped = await missing_search_attributes(client)
+    except RPCError as err:
+        if err.status not in (RPCStatusCode.PERMISSION_DENIED, RPCStatusCode.UNIMPLEMENTED):
+            raise
+        log.warning(
+            "cannot list namespace %s's search attributes (%s): make sure it has %s, "
+            "or every session fails at its first transition (README: Search attributes)",
+            namespace,
+            err.message,
+            ", ".join(f"{k.name} ({search_attribute_type(k)})" for k in SEARCH_ATTRIBUTES),
+        )
+        return
+    if mistyped:
+        raise ConfigError(
+            f"namespace {namespace} has search attributes of the wrong type: "
+            + "; ".join(mistyped)
+            + " (remove them with `temporal operator search-attribute remove`, then start the"
+            " worker again for the command that creates them)"
+        )
+    if missing:
+        flags = " ".join(f"--name {k.name} --type {search_attribute_type(k)}" for k in missing)
+        raise ConfigError(
+            f"namespace {namespace} lacks the search attributes "
+            + ", ".join(k.name for k in missing)
+            + f": create them with `temporal operator search-attribute create --namespace "
+            f"{namespace} {flags}` (Temporal Cloud: see README, Search attributes)"
+        )
+
+
 async def run_worker(
     settings: WorkerSettings | None = None,
     *,
@@ -182,6 +256,7 @@ async def run_worker(
         interceptors=with_tracing(()),
         runtime=temporal_runtime(settings.metrics_port),
     )
+    await check_search_attributes(client)
     ledger = await open_ledger(settings.ledger_location)
     stop = stop or asyncio.Event()
     installed = _install_signal_handlers(stop)
@@ -193,6 +268,7 @@ async def run_worker(
             task_queue=settings.task_queue,
             provider=provider_used,
             watch=watch,
+            notify=settings,
             ledger=ledger,
             max_cached_workflows=settings.max_cached_workflows,
             max_concurrent_activities=settings.max_concurrent_activities,

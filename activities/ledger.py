@@ -1,5 +1,6 @@
 """The ledger's activities: `record_cost`, the session's compensating step that bills its
-sandbox (with its running segments), and `record_segment`, a running segment as it closes.
+sandbox (with its running segments and its gates' audit rows), and `record_segment`, a running
+segment as it closes.
 
 Temporal runs them at least once (retries, or twice at once); the ledger's unique keys make the
 rows exactly-once, so retrying here is always safe and a cost is never lost.
@@ -17,10 +18,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ActivityConfig
 
 from common.errors import validation_message
-from ledger import CostEvent, Ledger, SegmentEvent
+from ledger import CostEvent, GateEvent, Ledger, SegmentEvent
 from telemetry.instruments import count_billed_seconds
 
-_M = TypeVar("_M", CostEvent, SegmentEvent)
+_M = TypeVar("_M", CostEvent, SegmentEvent, GateEvent)
 
 __all__ = [
     "INVALID_COST_EVENT",
@@ -69,6 +70,9 @@ class RecordCostInput(BaseModel):
     event: CostEvent
     segments: list[SegmentEvent] = Field(default_factory=list)
     """The event's closed running segments, stored with it (those not there yet)."""
+    gate_events: list[GateEvent] = Field(default_factory=list)
+    """The session's gate audit rows, written after the cost row (those not there yet): the last
+    chance for a row whose earlier write was lost."""
 
 
 class RecordCostResult(BaseModel):
@@ -76,6 +80,8 @@ class RecordCostResult(BaseModel):
 
     inserted: bool
     event: CostEvent
+    gate_events_inserted: int = 0
+    """How many of the input's gate audit rows were new (a repeat adds none)."""
 
 
 class RecordSegmentInput(BaseModel):
@@ -99,18 +105,26 @@ class LedgerActivities:
         """Record the event once; database errors raise and Temporal retries them."""
         event = _valid(CostEvent, input.event, INVALID_COST_EVENT)
         segments = [_valid(SegmentEvent, s, INVALID_COST_EVENT) for s in input.segments]
+        gates = [_valid(GateEvent, g, INVALID_COST_EVENT) for g in input.gate_events]
         result = await self._ledger.record(event, segments)
+        # After the bill, in a transaction of its own: a retry finds the cost row and adds these.
+        gates_inserted = await self._ledger.record_gate_events(gates) if gates else 0
         if result.inserted:  # a repeat adds nothing: the metric sums to the ledger exactly
             count_billed_seconds(result.event)
         activity.logger.info(
-            "cost event session=%s sandbox=%s running=%.3fs paused=%.3fs inserted=%s",
+            "cost event session=%s sandbox=%s running=%.3fs paused=%.3fs inserted=%s "
+            "gate_events=%d/%d",
             result.event.session_id,
             result.event.sandbox_id,
             result.event.running_seconds,
             result.event.paused_seconds,
             result.inserted,
+            gates_inserted,
+            len(gates),
         )
-        return RecordCostResult(inserted=result.inserted, event=result.event)
+        return RecordCostResult(
+            inserted=result.inserted, event=result.event, gate_events_inserted=gates_inserted
+        )
 
     @activity.defn(name="record_segment")
     async def record_segment(self, input: RecordSegmentInput) -> RecordSegmentResult:
@@ -131,7 +145,7 @@ class LedgerActivities:
 def _valid(model: type[_M], value: BaseModel, error_type: str) -> _M:
     """Revalidated: a model built without validation must not reach the database; a bad one is
     refused for good (no retry can fix it)."""
-    whole = "event" if model is CostEvent else "segment"
+    whole = {CostEvent: "event", SegmentEvent: "segment", GateEvent: "gate event"}[model]
     try:
         return model.model_validate(dict(value))
     except (ValidationError, AttributeError, TypeError) as err:

@@ -23,6 +23,7 @@ STEP_OF_ACTIVITY = {
     "terminate_sandbox": "terminate",
     "record_cost": "record_cost",
     "record_segment": "record_segment",
+    "notify_gate": "notify_gate",
 }
 TRIGGER_SIGNAL = {"pause": "request_approval", "resume": "approve", "terminate": "finish"}
 

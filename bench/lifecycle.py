@@ -154,7 +154,7 @@ def _workflow_figures(runs: list[WorkflowRun], stack: Stack) -> dict[str, Any]:
         in_steps = tl.finish_seconds + sum(
             s.step_seconds
             for s in tl.steps
-            if s.step not in ("terminate", "record_cost", "record_segment")  # not in the path
+            if s.step not in ("terminate", "record_cost", "record_segment", "notify_gate")
         )
         phases["client_reaction"].append(run.client_seconds - in_steps)
     all_overhead = [x for values in overhead.values() for x in values]

@@ -80,7 +80,8 @@ def _lifecycle_table(life: dict[str, Any]) -> list[str]:
         row("overhead / step", "workflow.overhead_per_step_ms.all")
         row("  without dispatch", "workflow.overhead_per_step_without_dispatch_ms")
         for step in (
-            "provision", "exec", "pause", "record_segment", "resume", "terminate", "record_cost"
+            "provision", "exec", "pause", "record_segment", "notify_gate", "resume", "terminate",
+            "record_cost",
         ):  # fmt: skip
             row(f"  {step}", f"workflow.overhead_per_step_ms.{step}")
         row("  wf task dispatch", "workflow.overhead_split_ms.workflow_task_dispatch")

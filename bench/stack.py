@@ -26,6 +26,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from common.codec import data_converter
+from common.search import SEARCH_ATTRIBUTES
 from emulator.testing import EmulatorHandle, running_emulator
 from ledger import Ledger, open_ledger
 from provider import E2BSandboxProvider
@@ -222,6 +223,7 @@ async def running_stack(workdir: Path, isolation: str = "process") -> AsyncItera
             dev_server_existing_path=temporal_binary(),
             data_converter=data_converter(),
             dev_server_log_level="error",
+            search_attributes=SEARCH_ATTRIBUTES,
         )
     try:
         async with running_emulator(isolation=isolation) as emu:

@@ -36,6 +36,7 @@ SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (
 """Every search attribute the session workflow upserts: the namespace must have all of them."""
 
 MEMO_WAITING_GATES = "waiting_gates"
-"""Memo key: the waiting gates' context, a list of `workflows.models.WaitingGate` objects."""
+"""Memo key: the waiting gates' context, a list of `workflows.models.WaitingGate` objects;
+absent when none waits (Temporal drops a memo key set to an empty list)."""
 MEMO_USAGE = "usage"
 """Memo key: the sandbox's seconds so far, a `workflows.models.UsageMemo` object."""

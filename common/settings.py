@@ -15,14 +15,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonDict
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from common.errors import ConfigError
@@ -37,11 +49,14 @@ __all__ = [
     "CodecServerSettings",
     "ExternalVariable",
     "LedgerSettings",
+    "NotifySettings",
+    "NotifySinks",
     "ProviderSettings",
     "ReconcilerSettings",
     "TelemetrySettings",
     "TemporalSettings",
     "WorkerSettings",
+    "org_var",
     "parse_duration",
     "parse_host",
     "parse_keys",
@@ -383,8 +398,186 @@ class ReconcilerSettings(_Settings):
         return value
 
 
+NOTIFY_URL_ENV = "SESSIONS_NOTIFY_URL"
+NOTIFY_SECRET_ENV = "SESSIONS_NOTIFY_SECRET"
+NOTIFY_SLACK_URL_ENV = "SESSIONS_NOTIFY_SLACK_URL"
+_NOTIFY_VARS = (NOTIFY_URL_ENV, NOTIFY_SECRET_ENV, NOTIFY_SLACK_URL_ENV)
+ORG_OFF = "off"
+"""An org's own notify URL set to `off`: that sink is off for the org, whatever the default."""
+
+
+def org_var(name: str, org_id: str) -> str:
+    """`NAME__<ORG>`: the org id upper-cased, every non-alphanumeric char as `_` (the scheme of
+    the per-org E2B keys, `E2B_API_KEY__<ORG>`)."""
+    return f"{name}__{_org_suffix(org_id)}"
+
+
+def _org_suffix(org_id: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "_", org_id.upper())
+
+
+def _url_problem(value: str) -> str | None:
+    """Why `value` is no http(s) URL with a host, in words that never quote it (it may hold a
+    token); None when it is one."""
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError:
+        return "it cannot be parsed as a URL"
+    if parts.scheme not in ("http", "https"):
+        return "its scheme is not http or https"
+    if not parts.hostname:
+        return "it has no host"
+    return None
+
+
+def _check_url(name: str, value: str) -> None:
+    problem = _url_problem(value)
+    if problem is not None:
+        raise ValueError(
+            f"{name} must be an http:// or https:// URL with a host "
+            f"(e.g. https://hooks.example.com/sessions): {problem}"
+        )
+
+
+@dataclass(frozen=True)
+class NotifySinks:
+    """Where one org's gate notifications go; None: that sink is off for the org."""
+
+    webhook_url: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    """Set whenever `webhook_url` is (the settings refuse one without the other)."""
+    slack_url: SecretStr | None = None
+
+
+class NotifySettings(_Settings):
+    """Gate notifications: a signed webhook and a Slack incoming webhook, per org or shared.
+
+    An org's own `..._URL__<ORG>` (with its own secret) and `..._SLACK_URL__<ORG>` replace the
+    shared ones for that org (`off` turns a sink off for it); they are read at load with the
+    rest, so a broken one stops the worker at start, never a notification later.
+    """
+
+    notify_url: SecretStr | None = _env(
+        NOTIFY_URL_ENV,
+        meaning="POST a signed JSON notice here when a gate starts waiting, is reminded, decided "
+        "or times out (see Gate notifications); an org's own: `SESSIONS_NOTIFY_URL__<ORG>`",
+        expect="an http(s) URL",
+        shown_default="off",
+        secret=True,  # may carry a token
+    )
+    notify_secret: SecretStr | None = _env(
+        NOTIFY_SECRET_ENV,
+        meaning="the HMAC-SHA256 key of the webhook's `Sessions-Signature` header (required with "
+        "`SESSIONS_NOTIFY_URL`); an org's own: `SESSIONS_NOTIFY_SECRET__<ORG>`",
+        expect="a secret string",
+        shown_default="none",
+        secret=True,
+    )
+    notify_slack_url: SecretStr | None = _env(
+        NOTIFY_SLACK_URL_ENV,
+        meaning="a Slack incoming webhook URL for the same notices (a Block Kit message); an "
+        "org's own: `SESSIONS_NOTIFY_SLACK_URL__<ORG>`",
+        expect="an http(s) URL",
+        shown_default="off",
+        secret=True,  # a Slack webhook URL is its own credential
+    )
+    web_url: str | None = _env(
+        "SESSIONS_WEB_URL",
+        meaning="base URL of the approvals inbox: notices link to "
+        "`<URL>/sessions/<session>/gates/<gate>`",
+        expect="an http(s) URL",
+        shown_default="no link",
+    )
+    _notify_orgs: dict[str, dict[str, SecretStr | None]] = PrivateAttr(default_factory=dict)
+    """Per org (its variable suffix): the org's own values by base variable name; None: off."""
+
+    @field_validator("notify_url", "notify_slack_url")
+    @classmethod
+    def _secret_url(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            _check_url(
+                _meta(cls.model_fields[str(info.field_name)])["env"], value.get_secret_value()
+            )
+        return value
+
+    @field_validator("web_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_url("SESSIONS_WEB_URL", value)
+        return value
+
+    @field_validator("notify_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError(f"{NOTIFY_SECRET_ENV} must not be blank")
+        return value
+
+    @model_validator(mode="after")
+    def _sinks(self) -> Self:
+        try:
+            _pair(NOTIFY_URL_ENV, self.notify_url, NOTIFY_SECRET_ENV, self.notify_secret)
+            self._notify_orgs = _org_sinks(os.environ)
+        except ValueError as err:  # one line naming the variable, never its value
+            raise PydanticCustomError("notify_settings", str(err)) from None
+        return self
+
+    def sinks(self, org_id: str) -> NotifySinks:
+        """The org's sinks: its own where it has them, else the shared ones."""
+        own = self._notify_orgs.get(_org_suffix(org_id), {})
+        if NOTIFY_URL_ENV in own:
+            url, secret = own[NOTIFY_URL_ENV], own.get(NOTIFY_SECRET_ENV)
+        else:
+            url, secret = self.notify_url, self.notify_secret
+        slack = own[NOTIFY_SLACK_URL_ENV] if NOTIFY_SLACK_URL_ENV in own else self.notify_slack_url
+        return NotifySinks(url, secret if url is not None else None, slack)
+
+
+def _pair(url_name: str, url: SecretStr | None, secret_name: str, secret: Any) -> None:
+    """A webhook URL needs its secret (unsigned notices could be forged), and a secret alone
+    signs nothing: either is a mistake worth stopping for."""
+    if url is not None and secret is None:
+        raise ValueError(
+            f"{url_name} is set but {secret_name} is not (or is empty): a webhook must be signed"
+        )
+    if secret is not None and url is None:
+        raise ValueError(f"{secret_name} is set but {url_name} is not: it would sign nothing")
+
+
+def _org_sinks(environ: Mapping[str, str]) -> dict[str, dict[str, SecretStr | None]]:
+    """The per-org notify variables in `environ`, checked: {org suffix: {base name: value}}."""
+    orgs: dict[str, dict[str, SecretStr | None]] = {}
+    for name, raw in sorted(environ.items()):
+        base = next((b for b in _NOTIFY_VARS if name.startswith(f"{b}__")), None)
+        if base is None or not raw:  # empty: unset, as everywhere
+            continue
+        org = name.removeprefix(f"{base}__")
+        value = raw.strip()
+        if not org:
+            raise ValueError(f"{name} names no org: use {base}__<ORG>")
+        if not value:
+            raise ValueError(f"{name} must not be blank")
+        off = base != NOTIFY_SECRET_ENV and value.lower() == ORG_OFF
+        if not off and base != NOTIFY_SECRET_ENV:
+            _check_url(name, value)
+        orgs.setdefault(org, {})[base] = None if off else SecretStr(value)
+    for org, own in orgs.items():
+        url_name, secret_name = (f"{base}__{org}" for base in _NOTIFY_VARS[:2])
+        off = NOTIFY_URL_ENV in own and own[NOTIFY_URL_ENV] is None  # `off` needs no secret
+        if not off:
+            _pair(url_name, own.get(NOTIFY_URL_ENV), secret_name, own.get(NOTIFY_SECRET_ENV))
+    return orgs
+
+
 class WorkerSettings(
-    TemporalSettings, LedgerSettings, ProviderSettings, TelemetrySettings, ReconcilerSettings
+    TemporalSettings,
+    LedgerSettings,
+    ProviderSettings,
+    TelemetrySettings,
+    ReconcilerSettings,
+    NotifySettings,
 ):
     """Everything `sessions worker` (or `python worker.py`) reads."""
 
@@ -541,6 +734,14 @@ EXTERNAL: tuple[ExternalVariable, ...] = (
     ),
     ExternalVariable(
         (),
+        "an org's own gate notification sinks, replacing the shared ones for that org (`off`: "
+        "none for it); the org id as in `E2B_API_KEY__<ORG>`",
+        "the shared ones",
+        prefixes=tuple(f"{name}__" for name in _NOTIFY_VARS),
+        shown=tuple(f"{name}__<ORG>" for name in _NOTIFY_VARS),
+    ),
+    ExternalVariable(
+        (),
         "OpenTelemetry traces and metrics, OpenTelemetry's own variables "
         "([docs/observability.md](docs/observability.md))",
         "no export",
@@ -554,6 +755,7 @@ _GROUPS: tuple[type[_Settings], ...] = (
     ProviderSettings,
     ReconcilerSettings,
     TelemetrySettings,
+    NotifySettings,
     WorkerSettings,
     CliSettings,
     CodecServerSettings,

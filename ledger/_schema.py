@@ -63,8 +63,12 @@ schema_version = Table(
 )
 
 
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN (" + ", ".join(f"'{v}'" for v in values) + ")"
+
+
 def _outcomes(outcomes: tuple[str, ...]) -> str:
-    return "outcome IN (" + ", ".join(f"'{o}'" for o in outcomes) + ")"
+    return _one_of("outcome", outcomes)
 
 
 def _cost_event_columns() -> list[Column[Any]]:
@@ -136,6 +140,48 @@ cost_segments = Table(
 )
 
 
+# Version 3's gate event kinds and notice subjects, frozen like the outcomes (a test keeps them
+# equal to `GateEventKind` and `NoticeAbout`).
+GATE_EVENT_KINDS = ("requested", "notified", "approved", "rejected", "timed_out")
+NOTICE_ABOUTS = ("requested", "reminder", "approved", "rejected", "timed_out")
+
+
+gate_events = Table(
+    "gate_events",
+    metadata,
+    Column("session_id", Text, nullable=False),
+    Column("org_id", Text, nullable=False),
+    Column("issue_id", Text, nullable=True),
+    Column("gate", Text, nullable=False),
+    Column("event", Text, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("by", Text, nullable=True),
+    Column("comment", Text, nullable=True),
+    # '' for "none", never NULL: NULLs are distinct in a key, so a NULL would let duplicates in.
+    Column("about", Text, nullable=False, server_default=""),
+    Column("sink", Text, nullable=False, server_default=""),
+    Column("attempts", Integer, nullable=True),
+    Column("waited_seconds", Float, nullable=True),
+    Column("paused_seconds", Float, nullable=True),
+    Column("digest", Text, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    # One row per (session, gate, event, about, sink), forever.
+    PrimaryKeyConstraint(
+        "session_id", "gate", "event", "about", "sink", name="gate_events_idempotency_key"
+    ),
+    CheckConstraint(_one_of("event", GATE_EVENT_KINDS), name="gate_events_event"),
+    CheckConstraint(_one_of("about", ("", *NOTICE_ABOUTS)), name="gate_events_about"),
+    CheckConstraint(
+        "(waited_seconds IS NULL OR waited_seconds >= 0) "
+        "AND (paused_seconds IS NULL OR paused_seconds >= 0)",
+        name="gate_events_seconds_not_negative",
+    ),
+    CheckConstraint("attempts IS NULL OR attempts >= 1", name="gate_events_attempts"),
+    Index("gate_events_org_at", "org_id", "at"),
+    Index("gate_events_session", "session_id"),
+)
+
+
 def _v1(conn: Connection) -> None:
     # Version 1's table as it was: later migrations bring it on from there.
     v1 = Table(
@@ -180,8 +226,13 @@ def _rebuild_sqlite_cost_events(conn: Connection) -> None:
         index.create(conn)
 
 
+def _v3(conn: Connection) -> None:
+    """The gate audit trail: a new table, nothing else changes (both dialects alike)."""
+    gate_events.create(conn, checkfirst=True)
+
+
 # Append only: migration N brings the schema from version N-1 to N.
-_MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+_MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 LATEST_VERSION = len(_MIGRATIONS)
 
 

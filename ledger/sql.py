@@ -3,7 +3,8 @@ when several workers share it.
 
 Exactly-once comes from the database, not from the caller: `INSERT ... ON CONFLICT DO NOTHING` on
 the (session, sandbox) key, then the stored row is read back in the same transaction; the running
-segments likewise, on their (sandbox, start) key.
+segments likewise, on their (sandbox, start) key, and the gate audit trail on its (session, gate,
+event, about, sink) key.
 """
 
 from __future__ import annotations
@@ -12,21 +13,37 @@ import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 
-from sqlalchemy import ColumnElement, Connection, Row, Select, Table, event, func, select
+from sqlalchemy import ColumnElement, Connection, Row, Select, Table, case, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from ledger._schema import cost_events, cost_segments, lock_for_migration, migrate
+from ledger._schema import cost_events, cost_segments, gate_events, lock_for_migration, migrate
 from ledger.billing import daily_costs
 from ledger.config import LedgerTarget, parse_ledger_url, resolve_ledger_url
 from ledger.errors import LedgerError, LedgerUnavailable
-from ledger.models import CostEvent, CostSummary, DailyCost, RecordResult, SegmentEvent, SummaryBy
+from ledger.models import (
+    CostEvent,
+    CostSummary,
+    DailyCost,
+    GateEvent,
+    RecordResult,
+    SegmentEvent,
+    SummaryBy,
+)
+
+_M = TypeVar("_M", SegmentEvent, GateEvent)
 
 _EVENT_COLUMNS = tuple(CostEvent.model_fields)
 _SEGMENT_COLUMNS = tuple(SegmentEvent.model_fields)
+_GATE_COLUMNS = tuple(GateEvent.model_fields)
+_GATE_KEY = ("session_id", "gate", "event", "about", "sink")
+_BLANK_FOR_NONE = ("about", "sink")
+"""Stored as '' for None: a NULL in the key would make every such row distinct."""
+_GATE_LIFE_ORDER = {"requested": 0, "notified": 1}
+"""Rows at the same instant in the order of a gate's life: requested, announced, then its end."""
 _GROUP_COLUMN = {"session": "session_id", "issue": "issue_id", "org": "org_id"}
 
 
@@ -155,6 +172,53 @@ class SqlLedger:
             for row in rows
         ]
 
+    async def record_gate_events(self, events: Sequence[GateEvent]) -> int:
+        rows = [_gate_values(_revalidated(GateEvent, e)) for e in events]
+        # In key order: two writers of the same rows lock them in one order (no deadlock).
+        rows.sort(key=lambda row: tuple(row[name] for name in _GATE_KEY))
+        now = datetime.now(UTC)
+        inserted = 0
+        async with self._transaction(write=True) as conn:
+            for row in rows:
+                insert = (
+                    _insert(conn, gate_events)
+                    .values({**row, "recorded_at": now})
+                    .on_conflict_do_nothing(index_elements=list(_GATE_KEY))
+                    .returning(gate_events.c.session_id)
+                )
+                if (await conn.execute(insert)).first() is not None:
+                    inserted += 1
+        return inserted
+
+    async def gate_events(
+        self,
+        *,
+        session_id: str | None = None,
+        org_id: str | None = None,
+        gate: str | None = None,
+        since: datetime | None = None,
+    ) -> list[GateEvent]:
+        if since is not None and since.tzinfo is None:
+            raise LedgerError("gate events since a time: give it a time zone (UTC)")
+        query = _filtered(
+            select(*(gate_events.c[name] for name in _GATE_COLUMNS)).order_by(
+                gate_events.c.at,
+                gate_events.c.session_id,
+                gate_events.c.gate,
+                case(_GATE_LIFE_ORDER, value=gate_events.c.event, else_=2),
+                *(gate_events.c[name] for name in _GATE_KEY[2:]),
+            ),
+            gate_events,
+            session_id=session_id,
+            org_id=org_id,
+            gate=gate,
+        )
+        if since is not None:
+            query = query.where(gate_events.c.at >= since)
+        async with self._transaction() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_gate_event(row) for row in rows]
+
     async def close(self) -> None:
         await self._engine.dispose()
 
@@ -256,8 +320,7 @@ async def _insert_segments(
     is); how many were new."""
     inserted = 0
     for segment in segments:
-        # Revalidate: a model built without validation must not reach the database.
-        segment = SegmentEvent.model_validate(dict(segment))
+        segment = _revalidated(SegmentEvent, segment)
         values = {**segment.model_dump(), "seconds": segment.seconds, "recorded_at": now}
         insert = (
             _insert(conn, cost_segments)
@@ -280,6 +343,25 @@ def _filtered(query: Select[Any], table: Table, **ids: str | None) -> Select[Any
 
 def _event(row: Row[Any]) -> CostEvent:
     return CostEvent.model_validate(dict(row._mapping))
+
+
+def _revalidated(model: type[_M], value: _M) -> _M:
+    """A model built without validation (`model_construct`) must not reach the database."""
+    return model.model_validate(dict(value))
+
+
+def _gate_values(event: GateEvent) -> dict[str, Any]:
+    values = event.model_dump()
+    for name in _BLANK_FOR_NONE:
+        values[name] = values[name] or ""
+    return values
+
+
+def _gate_event(row: Row[Any]) -> GateEvent:
+    values = dict(row._mapping)
+    for name in _BLANK_FOR_NONE:
+        values[name] = values[name] or None
+    return GateEvent.model_validate(values)
 
 
 def _reason(err: BaseException | None) -> str:

@@ -409,24 +409,79 @@ async def _wait(client: Any, session_id: str) -> int:
     show_default=True,
     help="What a timeout means.",
 )
-def gate(session: str, gate: str, title: str | None, timeout: str | None, on_timeout: str) -> int:
+@click.option("--summary", help="One line: what the agent asks to do.")
+@click.option("--details", help="What the person decides on: a command, a diff, a URL (16 KiB).")
+@click.option(
+    "--details-file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Read --details from this file ('-': standard input).",
+)
+@click.option("--requested-by", metavar="WHO", help="Who asks (may not approve it themself).")
+@click.option(
+    "--approver",
+    "approvers",
+    multiple=True,
+    metavar="WHO",
+    help="Who may decide (repeatable) [default: anyone].",
+)
+@click.option(
+    "--allow-self-approval", is_flag=True, help="Let --requested-by approve their own gate."
+)
+@click.option(
+    "--remind-at",
+    type=float,
+    metavar="SHARE",
+    help="Send a reminder when this share of the timeout has passed (0-1; 0: none) [0.5].",
+)
+def gate(
+    session: str,
+    gate: str,
+    title: str | None,
+    timeout: str | None,
+    on_timeout: str,
+    summary: str | None,
+    details: str | None,
+    details_file: str | None,
+    requested_by: str | None,
+    approvers: Sequence[str],
+    allow_self_approval: bool,
+    remind_at: float | None,
+) -> int:
     """Request an approval gate: the sandbox is paused (billed $0) until it is decided."""
     from workflows.models import GateRequest
 
     seconds = _duration(timeout, maximum=GATE_TIMEOUT_MAX_SECONDS)
     _text("SESSION", session)
+    if details_file is not None:
+        if details is not None:
+            raise ConfigError("give --details or --details-file, not both")
+        details = _read_details(details_file)
+    fields = {
+        "gate": gate,
+        "title": title,
+        "summary": summary,
+        "details": details,
+        "requested_by": requested_by,
+        "approvers": list(approvers),
+        "allow_self_approval": allow_self_approval,
+        "timeout_seconds": seconds,
+        "on_timeout": on_timeout,
+    }
+    if remind_at is not None:  # unset: the workflow's default share
+        fields["remind_at"] = remind_at or None
     # The workflow's own rules, said before connecting: the same line it would answer.
-    GateRequest.model_validate(
-        {"gate": gate, "title": title, "timeout_seconds": seconds, "on_timeout": on_timeout}
-    )
+    GateRequest.model_validate(fields)
     _text("GATE", gate)
     _text("--title", title)
+    _text("--summary", summary)
+    _text("--details", details, lines=True)
+    _text("--requested-by", requested_by)
+    for name in approvers:
+        _text("--approver", name)
 
     async def go() -> int:
         client = await _client()
-        g = await client.request_gate(
-            session, gate, title=title, timeout_seconds=seconds, on_timeout=on_timeout
-        )
+        g = await client.request_gate(session, **fields)
         outcome = "rejected" if on_timeout == "reject" else "the session is terminated"
         limit = f"; undecided after {render.duration(seconds)}, {outcome}" if seconds else ""
         name, sid = render.safe(g.gate), render.safe(session)
@@ -437,6 +492,30 @@ def gate(session: str, gate: str, title: str | None, timeout: str | None, on_tim
         return 0
 
     return _run(go())
+
+
+def _read_details(path: str) -> str:
+    """`--details-file`: the file's text ('-': standard input), UTF-8."""
+    from workflows.models import MAX_DETAILS
+
+    where = "standard input" if path == "-" else path
+    try:
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_DETAILS + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(MAX_DETAILS + 1)
+    except OSError as err:
+        raise ConfigError(f"cannot read --details-file {where}: {err.strerror or err}") from None
+    if len(data) > MAX_DETAILS:
+        raise ConfigError(
+            f"--details-file {where}: details is over {MAX_DETAILS} bytes; "
+            f"at most {MAX_DETAILS} (16 KiB)"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"--details-file {where} is not UTF-8 text") from None
 
 
 def _decide_command(verb: str) -> Callable[..., int]:
@@ -548,13 +627,48 @@ def status(session: str, as_json: bool, price_per_second: float | None) -> int:
 @cli.command("list")
 @connection_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per session.")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-def list_(as_json: bool, limit: int) -> int:
-    """Sessions, newest first, with their state where a worker answers."""
+@click.option("--limit", type=click.IntRange(1, 10_000), help="At most this many [50; 1000].")
+@click.option(
+    "--waiting",
+    is_flag=True,
+    help="Only the gates waiting now, from one visibility query (no worker needed).",
+)
+@click.option("--org", "org_id", metavar="O", help="Only this org's sessions.")
+@click.option("--issue", "issue_id", metavar="I", help="Only this issue's sessions.")
+@click.option(
+    "--price-per-second",
+    type=_Price(),
+    help="Dollars per running second (env SESSIONS_PRICE_PER_SECOND).",
+)
+def list_(
+    as_json: bool,
+    limit: int | None,
+    waiting: bool,
+    org_id: str | None,
+    issue_id: str | None,
+    price_per_second: float | None,
+) -> int:
+    """Sessions, newest first, with their state where a worker answers; with --waiting, the
+    gates waiting for a decision, newest first, with what each asks and who may decide."""
+    from datetime import UTC, datetime
+
+    _text("--org", org_id)
+    _text("--issue", issue_id)
+    price = _price(price_per_second)
 
     async def go() -> int:
         client = await _client()
-        items = await client.list(limit=limit)
+        if waiting:
+            now = datetime.now(UTC)
+            rows = await client.waiting(
+                org_id=org_id, issue_id=issue_id, limit=limit or 1000, now=now
+            )
+            if as_json:
+                render.print_json([render.waiting_json(r) for r in rows])
+            else:
+                render.show_waiting(rows, price=price, now=now)
+            return 0
+        items = await client.list(limit=limit or 50, org_id=org_id, issue_id=issue_id)
         if as_json:
             render.print_json([render.listing_json(i) for i in items])
         else:
@@ -684,6 +798,42 @@ def _live_costs(*, as_json: bool, ledger_url: str | None, price: float) -> int:
         return 0
 
     return _run(go())
+
+
+@cli.command("audit")
+@click.option("--session", "session_id", metavar="S", help="Only this session's gates.")
+@click.option("--org", "org_id", metavar="O", help="Only this org's gates.")
+@click.option(
+    "--since",
+    metavar="T",
+    help="From this time on: ISO-8601 (UTC unless it says) or back from now (90m, 24h, 7d).",
+)
+@click.option("--json", "as_json", is_flag=True, help="A list of gate events (JSON).")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV: a header row, one row per event.")
+@click.option("--ledger-url", metavar="URL", help="The ledger (env LEDGER_URL; SQLite file).")
+def audit_(
+    session_id: str | None,
+    org_id: str | None,
+    since: str | None,
+    as_json: bool,
+    as_csv: bool,
+    ledger_url: str | None,
+) -> int:
+    """The gate audit trail: every gate requested, notified, decided or timed out, oldest first.
+
+    Each row says who, when, the comment, how long the gate waited, the seconds the sandbox was
+    paused for it and a digest of the gate's summary and details; the ledger keeps them after
+    the workflow history is gone.
+    """
+    from sessions.audit import audit, parse_since, read_gate_events
+
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    after = None if since is None else parse_since(since)
+    events = _run(
+        read_gate_events(session_id=session_id, org_id=org_id, since=after, ledger_url=ledger_url)
+    )
+    return audit(events, output="json" if as_json else "csv" if as_csv else "table")
 
 
 def _price(value: float | None) -> float:

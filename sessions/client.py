@@ -10,9 +10,9 @@ import asyncio
 import builtins
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, TypeVar
 
 from pydantic import BaseModel
 from temporalio.client import (
@@ -39,6 +39,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from common.failures import describe_failure
 from common.ids import session_id_of
+from common.search import (
+    MEMO_USAGE,
+    MEMO_WAITING_GATES,
+    SESSION_ISSUE,
+    SESSION_ORG,
+    SESSION_STATE,
+    SESSION_WAITING_GATES,
+)
 from common.settings import CliSettings
 from common.temporal import connect_cause, connect_config, connect_temporal
 from ledger.billing import Usage
@@ -67,9 +75,15 @@ from workflows.models import (
     SessionInput,
     SessionResult,
     SessionStatus,
+    UsageMemo,
+    WaitingGate,
     workflow_id_for,
 )
 
+_M = TypeVar("_M", bound=BaseModel)
+
+_REMIND_AT: float | None = GateRequest.model_fields["remind_at"].default
+"""A gate's reminder by default: the workflow's own default."""
 POLL_SECONDS = 0.5
 _GRACE = timedelta(seconds=5)
 """RPC deadlines sit past our own timeout, so it is ours that fires and names the queue."""
@@ -103,6 +117,40 @@ class SessionListing(BaseModel):
             return self.status.state
         closed = _CLOSED_STATE.get(WorkflowExecutionStatus[self.workflow_status])
         return closed or "unknown"
+
+
+class ListedGate(WaitingGate):
+    """A waiting gate as `SessionClient.waiting` lists it. `requested_at` is None only for a
+    gate the search attribute names but the memo does not describe (yet): shown by name."""
+
+    requested_at: datetime | None = None  # type: ignore[assignment]
+
+
+class WaitingSession(BaseModel):
+    """One session with gates waiting for a decision (`sessions list --waiting`), from its
+    search attributes and memo alone: no worker is asked, so it answers with none running."""
+
+    session_id: str
+    workflow_id: str
+    org_id: str | None
+    issue_id: str | None
+    state: str | None
+    """The session's state as it last published it (`SessionState`)."""
+    gates: builtins.list[ListedGate]
+    usage: UsageMemo | None
+    """The sandbox's seconds counted up to the moment of asking (`as_of`)."""
+    started_at: datetime | None
+    """When the workflow's current run started (a continued-as-new run starts anew)."""
+
+    @property
+    def waiting_since(self) -> datetime | None:
+        """When its newest gate began to wait (or was requested): the list's order."""
+        times = [g.waiting_since or g.requested_at for g in self.gates]
+        return max((t for t in times if t is not None), default=None)
+
+
+WAITING_LIMIT = 1000
+"""`waiting()` reads at most this many sessions: one visibility page (Temporal's largest)."""
 
 
 StateCallback = Callable[[SessionStatus], Awaitable[None] | None]
@@ -251,12 +299,30 @@ class SessionClient:
         gate: str,
         *,
         title: str | None = None,
+        summary: str | None = None,
+        details: str | None = None,
+        requested_by: str | None = None,
+        approvers: Sequence[str] = (),
+        allow_self_approval: bool = False,
         timeout_seconds: float | None = None,
         on_timeout: OnTimeout = "reject",
+        remind_at: float | None = _REMIND_AT,
     ) -> Gate:
-        """Request an approval gate; the workflow pauses the sandbox while it waits."""
+        """Request an approval gate; the workflow pauses the sandbox while it waits. `summary`
+        (one line) and `details` (up to 16 KiB: the command, the diff, the URL) say what the
+        person decides on; `approvers` who may decide (empty: anyone); `remind_at` the share
+        of the timeout after which a reminder goes out (None: none)."""
         request = GateRequest(
-            gate=gate, title=title, timeout_seconds=timeout_seconds, on_timeout=on_timeout
+            gate=gate,
+            title=title,
+            summary=summary,
+            details=details,
+            requested_by=requested_by,
+            approvers=list(approvers),
+            allow_self_approval=allow_self_approval,
+            timeout_seconds=timeout_seconds,
+            on_timeout=on_timeout,
+            remind_at=remind_at,
         )
         return await self._update(session_id, "request_gate", request, Gate)
 
@@ -314,12 +380,18 @@ class SessionClient:
                 raise WorkerUnavailable(await self._no_worker(session_id)) from None
 
     async def list(
-        self, *, limit: int = 50, query: str | None = None
+        self,
+        *,
+        limit: int = 50,
+        query: str | None = None,
+        org_id: str | None = None,
+        issue_id: str | None = None,
     ) -> builtins.list[SessionListing]:
-        """Sessions newest first, via visibility, each with its status where the query answers."""
+        """Sessions newest first, via visibility, each with its status where the query answers;
+        `org_id`/`issue_id` filter on the search attributes the sessions publish."""
         if limit < 1:
             raise ConfigError("limit must be at least 1")
-        visibility = f"WorkflowType = '{WORKFLOW_TYPE}'"
+        visibility = " AND ".join(_session_clauses(org_id=org_id, issue_id=issue_id))
         if query:
             visibility = f"{visibility} AND ({query})"
         rows: builtins.list[Any] = []
@@ -338,6 +410,35 @@ class SessionClient:
             )
             for r, status in zip(rows, statuses, strict=True)
         ]
+
+    async def waiting(
+        self,
+        *,
+        org_id: str | None = None,
+        issue_id: str | None = None,
+        limit: int = WAITING_LIMIT,
+        now: datetime | None = None,
+    ) -> builtins.list[WaitingSession]:
+        """The sessions with gates waiting now, newest waiting first, from ONE visibility query
+        (the search attributes and memo each session publishes): no workflow query, no worker.
+        Seconds are counted up to `now` (this machine's clock by default)."""
+        if limit < 1:
+            raise ConfigError("limit must be at least 1")
+        clauses = [
+            *_session_clauses(org_id=org_id, issue_id=issue_id),
+            "ExecutionStatus = 'Running'",
+            f"{SESSION_WAITING_GATES.name} IS NOT NULL",
+        ]
+        at = now or datetime.now(UTC)
+        rows: builtins.list[WaitingSession] = []
+        async with _translated(None):
+            async for execution in self.client.list_workflows(
+                " AND ".join(clauses), limit=limit, page_size=min(limit, WAITING_LIMIT)
+            ):
+                rows.append(await _waiting_session(execution, at))
+        epoch = datetime.min.replace(tzinfo=UTC)
+        rows.sort(key=lambda r: r.waiting_since or r.started_at or epoch, reverse=True)
+        return rows
 
     # ------------------------------------------------------------------ internals
 
@@ -395,6 +496,70 @@ class SessionClient:
                 )
         except Exception:  # no worker, or a run it cannot replay: show what visibility knows
             return None
+
+
+async def _waiting_session(execution: Any, now: datetime) -> WaitingSession:
+    """A visibility row as a `WaitingSession`: the gates the search attribute names, described
+    by the memo where it has them (a memo the data converter cannot decode names them only)."""
+    attrs = execution.typed_search_attributes
+    names = attrs.get(SESSION_WAITING_GATES) or []
+    described: dict[str, ListedGate] = {}
+    usage: UsageMemo | None = None
+    with contextlib.suppress(Exception):  # an older session, or another codec's payloads
+        memo = await execution.memo()  # one decode of the row's memo
+        for raw in memo.get(MEMO_WAITING_GATES) or []:
+            listed = _memo_model(ListedGate, raw)
+            if listed is not None:
+                described.setdefault(listed.gate, listed)
+        usage = _memo_model(UsageMemo, memo.get(MEMO_USAGE))
+    return WaitingSession(
+        session_id=session_id_of(execution.id) or execution.id,
+        workflow_id=execution.id,
+        org_id=attrs.get(SESSION_ORG),
+        issue_id=attrs.get(SESSION_ISSUE),
+        state=attrs.get(SESSION_STATE),
+        gates=[described.get(name) or ListedGate(gate=name) for name in names],
+        usage=usage_now(usage, now),
+        started_at=execution.start_time,
+    )
+
+
+def _memo_model(model: type[_M], raw: Any) -> _M | None:
+    """`raw` as `model`, a null field taken as its default; None when it is not one."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return model.model_validate({k: v for k, v in raw.items() if v is not None})
+    except ValueError:
+        return None
+
+
+def usage_now(usage: UsageMemo | None, now: datetime) -> UsageMemo | None:
+    """The memo's seconds brought up to `now`: the time since `as_of` is added to the seconds
+    of the state the sandbox was in then (a clock behind the worker's adds nothing)."""
+    if usage is None or usage.state is None or now <= usage.as_of:
+        return usage
+    field = f"{usage.state}_seconds"
+    since = (now - usage.as_of).total_seconds()
+    return usage.model_copy(update={field: getattr(usage, field) + since, "as_of": now})
+
+
+def _session_clauses(*, org_id: str | None, issue_id: str | None) -> list[str]:
+    """The visibility query's clauses for session workflows of this org and issue."""
+    clauses = [f"WorkflowType = '{WORKFLOW_TYPE}'"]
+    if org_id is not None:
+        clauses.append(f"{SESSION_ORG.name} = {_literal(org_id, '--org')}")
+    if issue_id is not None:
+        clauses.append(f"{SESSION_ISSUE.name} = {_literal(issue_id, '--issue')}")
+    return clauses
+
+
+def _literal(value: str, what: str) -> str:
+    """`value` as a visibility query's string literal (a quote doubled). A double quote or a
+    backslash is refused: Temporal's visibility stores do not all match them alike."""
+    if '"' in value or "\\" in value:
+        raise ConfigError(f"{what} may not contain a double quote or a backslash")
+    return "'" + value.replace("'", "''") + "'"
 
 
 async def read_costs(
@@ -632,10 +797,13 @@ def _one_line(err: BaseException) -> str:
 
 
 __all__ = [
+    "ListedGate",
     "LiveCost",
     "SessionClient",
     "SessionListing",
+    "WaitingSession",
     "live_costs",
     "new_session_id",
     "read_costs",
+    "usage_now",
 ]

@@ -67,6 +67,40 @@ def run_dev(options: DevOptions) -> int:
     return asyncio.run(_Dev(options).run())
 
 
+def search_attribute_flags() -> list[str]:
+    """`temporal server start-dev` flags registering the session's search attributes (on a new
+    database only: see `register_search_attributes`)."""
+    from common.search import SEARCH_ATTRIBUTES
+    from worker import search_attribute_type
+
+    return [
+        arg
+        for key in SEARCH_ATTRIBUTES
+        for arg in ("--search-attribute", f"{key.name}={search_attribute_type(key)}")
+    ]
+
+
+async def register_search_attributes(client: Any) -> None:
+    """Add the search attributes the namespace lacks. `start-dev` ignores its
+    `--search-attribute` flags on a database an earlier run made, so a data directory from
+    before an attribute existed gets it here; adding one that exists is harmless."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
+    from worker import missing_search_attributes
+
+    missing, _ = await missing_search_attributes(client)
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=client.namespace,
+                search_attributes={
+                    key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in missing
+                },
+            )
+        )
+
+
 def temporal_binary() -> str:
     """`temporal` on PATH, or next to this Python (a venv used without activating it)."""
     here = str(Path(sys.executable).parent)
@@ -136,6 +170,7 @@ class _Dev:
             client = await self._wait_for_temporal(settings)
             if self.stop.is_set():
                 return 0
+            await register_search_attributes(client)
             emulator_task, core = await self._start_emulator()
             tasks.append(emulator_task)
             provider = self._provider(core)
@@ -225,6 +260,7 @@ class _Dev:
                 str(opts.ui_port),
                 "--log-level",
                 "warn",
+                *search_attribute_flags(),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,

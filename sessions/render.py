@@ -22,7 +22,7 @@ from rich.text import Text
 from common.text import escape
 
 if TYPE_CHECKING:  # errors are escaped here too: loading this module must stay light
-    from sessions.client import SessionListing
+    from sessions.client import SessionListing, WaitingSession
     from workflows.models import Gate, SessionStatus
 
 _STATE_STYLE = {
@@ -206,6 +206,45 @@ def _gate_row(g: Gate) -> list[Cell]:
 
 _GATE_HEADERS = ["gate", "state", "title", "requested", "decided", "by", "comment"]
 
+DETAILS_LINES = 12
+"""`status` shows this many lines of a gate's details; `--json` has them all."""
+SUMMARY_WIDTH = 60
+"""A summary in a table cell is trimmed to this many characters."""
+
+
+def trimmed(text: str | None, width: int = SUMMARY_WIDTH) -> str:
+    """`text` on one line of at most `width` characters (`…` where cut), or `-`."""
+    if not text:
+        return "-"
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _gate_context(g: Gate) -> list[str]:
+    """What a person decides on, under the gate table: summary, who asked and who may decide,
+    the details (indented, the first `DETAILS_LINES`), and whether they were told. Escaped."""
+    fields = [
+        ("summary", g.summary),
+        ("requested by", g.requested_by),
+        ("approvers", ", ".join(g.approvers) or None),
+        ("self-approval", "allowed" if g.allow_self_approval else None),
+        ("notified", when(g.notified_at) if g.notified_at else None),
+        ("reminded", when(g.reminded_at) if g.reminded_at else None),
+        ("notify error", g.notify_error),
+    ]
+    shown = [(k, v) for k, v in fields if v]
+    if not shown and not g.details:
+        return []
+    out = [f"gate {safe(g.gate)}"] + [f"  {k:<13} {safe(v)}" for k, v in shown]
+    if g.details:
+        lines = g.details.splitlines() or [""]
+        out.append("  details")
+        out += [f"    {safe(line)}" for line in lines[:DETAILS_LINES]]
+        if len(lines) > DETAILS_LINES:
+            more = len(lines) - DETAILS_LINES
+            out.append(f"    … {more} more lines (sessions status --json for all)")
+    return out
+
 
 def show_status(status: SessionStatus, *, price: float) -> None:
     cost = status.running_seconds * price
@@ -241,6 +280,22 @@ def show_status(status: SessionStatus, *, price: float) -> None:
         console.print(table)
         console.print()
     show_table(_GATE_HEADERS, gates, title="gates", empty="no gates")
+    context: list[str] = []
+    for g in status.gates:
+        block = _gate_context(g)
+        context += ["", *block] if block else []
+    if context:
+        _lines(context)
+
+
+def _lines(lines: Sequence[str]) -> None:
+    """Lines already escaped: plain on a pipe, never Rich markup on a terminal."""
+    if is_terminal():
+        console = stdout_console()
+        for line in lines:
+            console.print(Text(line))
+    else:
+        sys.stdout.write("\n".join(lines) + "\n")
 
 
 def status_json(status: SessionStatus) -> dict[str, Any]:
@@ -265,10 +320,14 @@ _LIST_HEADERS = [
 
 def _listing_row(item: SessionListing) -> list[Cell]:
     s = item.status
-    waiting = [g.gate for g in s.gates if g.state == "waiting"] if s else []
+    waiting = [g for g in s.gates if g.state == "waiting"] if s else []
     gates = "-"
     if s is not None:
-        gates = f"{len(s.gates)}" + (f" ({waiting[0]} waiting)" if waiting else "")
+        gates = f"{len(s.gates)}"
+        if waiting:
+            first = waiting[0]
+            about = f": {trimmed(first.summary, 40)}" if first.summary else ""
+            gates += f" ({first.gate} waiting{about})"
     return [
         item.session_id,
         _styled(item.state),
@@ -306,6 +365,73 @@ def listing_json(item: SessionListing) -> dict[str, Any]:
     base["started_at"] = item.started_at.isoformat() if item.started_at else None
     base["closed_at"] = item.closed_at.isoformat() if item.closed_at else None
     return base
+
+
+# ---------------------------------------------------------------- waiting
+
+
+_WAITING_HEADERS = [
+    "session",
+    "org",
+    "issue",
+    "gate",
+    "summary",
+    "requested by",
+    "approvers",
+    "waiting",
+    "time left",
+    "running",
+    "cost",
+]
+NOTHING_WAITING = "no gates waiting: every session is running or ended"
+
+
+def _waiting_rows(item: WaitingSession, *, price: float, now: datetime) -> list[list[Cell]]:
+    running = item.usage.running_seconds if item.usage else None
+    rows: list[list[Cell]] = []
+    for g in item.gates:
+        since = g.waiting_since or g.requested_at
+        left: str = "-"
+        if g.timeout_seconds is not None:
+            if g.waiting_since is None:  # queued behind another gate: its clock has not started
+                left = f"{duration(g.timeout_seconds)} (queued)"
+            else:
+                elapsed = (now - g.waiting_since).total_seconds()
+                left = duration(max(g.timeout_seconds - elapsed, 0.0))
+        rows.append(
+            [
+                item.session_id,
+                _dash(item.org_id),
+                _dash(item.issue_id),
+                g.gate,
+                trimmed(g.title if g.summary is None else g.summary),
+                _dash(g.requested_by),
+                ", ".join(g.approvers) or "anyone",
+                duration((now - since).total_seconds()) if since else "-",
+                left,
+                duration(running),
+                "-" if running is None else dollars(running * price),
+            ]
+        )
+    return rows
+
+
+def show_waiting(items: Sequence[WaitingSession], *, price: float, now: datetime) -> None:
+    """`list --waiting`: one row per waiting gate, newest waiting first."""
+    if not items and not is_terminal():
+        sys.stderr.write(NOTHING_WAITING + "\n")  # stdout stays a table's (empty) body
+        return
+    show_table(
+        _WAITING_HEADERS,
+        [row for item in items for row in _waiting_rows(item, price=price, now=now)],
+        right=("waiting", "time left", "running", "cost"),
+        empty=NOTHING_WAITING,
+    )
+
+
+def waiting_json(item: WaitingSession) -> dict[str, Any]:
+    """`list --waiting --json`: one object per session (a `WaitingSession`)."""
+    return item.model_dump(mode="json")
 
 
 # ---------------------------------------------------------------- costs

@@ -23,6 +23,10 @@ SESSION = "session.id"
 OPERATION = "sandbox.operation"
 OUTCOME = "sandbox.outcome"
 ERROR_TYPE = "error.type"
+NOTIFY_SINK = "notify.sink"
+"""`webhook` or `slack`."""
+NOTIFY_ABOUT = "notify.about"
+"""What a gate notice announced: `requested`, `reminder`, `approved`, `rejected`, `timed_out`."""
 GATE_OUTCOME = "gate_outcome"
 """Underscores: Prometheus refuses dots in label names, and the SDK's metrics use this style."""
 
@@ -45,6 +49,8 @@ class Instruments:
     sandboxes_paused: metrics.UpDownCounter
     provider_duration: metrics.Histogram
     provider_errors: metrics.Counter
+    notify_deliveries: metrics.Counter
+    notify_failures: metrics.Counter
 
     @classmethod
     def create(cls, meter: metrics.Meter) -> Instruments:
@@ -80,6 +86,16 @@ class Instruments:
                 unit="{error}",
                 description="Failed sandbox provider calls, by operation and error type",
             ),
+            notify_deliveries=meter.create_counter(
+                "sessions.notify.deliveries",
+                unit="{notice}",
+                description="Gate notices a sink accepted (2xx), by sink and what they announced",
+            ),
+            notify_failures=meter.create_counter(
+                "sessions.notify.failures",
+                unit="{attempt}",
+                description="Gate notice attempts a sink failed (retried until the bound)",
+            ),
         )
 
 
@@ -103,3 +119,10 @@ def count_billed_seconds(event: CostEvent) -> None:
     attrs = {ORG: event.org_id, TEMPLATE: event.template_id}
     inst.running_seconds.add(event.running_seconds, attrs)
     inst.paused_seconds.add(event.paused_seconds, attrs)
+
+
+def count_notice(org_id: str, sink: str, about: str, *, delivered: bool) -> None:
+    """One gate notice attempt on one sink: delivered, or failed (each failed attempt counts)."""
+    inst = instruments()
+    counter = inst.notify_deliveries if delivered else inst.notify_failures
+    counter.add(1, {ORG: org_id, NOTIFY_SINK: sink, NOTIFY_ABOUT: about})

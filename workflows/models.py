@@ -203,14 +203,16 @@ class Gate(BaseModel):
     reminded_at: datetime | None = None
     notify_error: str | None = None
     """Why the last notification about this gate could not be delivered, after its retries."""
+    digest: str | None = None
+    """`ledger.gate_digest(summary, details)`, kept when a continued-as-new run drops the
+    details of a decided gate (the audit trail keeps the digest, not the text)."""
 
     def may_decide(self, who: str, verb: str) -> str | None:
         """Why `who` may not `verb` (approve/reject) this gate; None when they may."""
         folded = who.casefold()
         if self.approvers and folded not in {a.casefold() for a in self.approvers}:
-            return (
-                f"{who} may not {verb} gate {self.gate!r}: its approvers are "
-                + ", ".join(self.approvers)
+            return f"{who} may not {verb} gate {self.gate!r}: its approvers are " + ", ".join(
+                self.approvers
             )
         if (
             verb == "approve"

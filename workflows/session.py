@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
         RecordCostInput,
         RecordSegmentInput,
     )
+    from activities.notify import NOTIFY_GATE, GateNotice, NoticeResult
     from activities.sandbox import (
         CHECK,
         KEEP_ALIVE,
@@ -39,7 +40,7 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
     from common.errors import validation_message
     from common.failures import describe_failure
     from common.ids import CHECK_SANDBOX_SIGNAL, session_id_of, workflow_id_for
-    from ledger import BilledState, CostEvent, SegmentEvent, Usage
+    from ledger import BilledState, CostEvent, NoticeAbout, SegmentEvent, Usage
     from provider.models import (
         CheckInput,
         CheckResult,
@@ -56,6 +57,7 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
         TerminateInput,
     )
     from telemetry.instruments import GATE_OUTCOME, GATE_WAIT
+    from workflows import gates as _gates
     from workflows.models import (
         ENDED_STATES,
         WORKFLOW_TYPE,
@@ -95,6 +97,15 @@ call every few seconds at worst, never one per signal."""
 _LOST_PATCH = "sandbox-lost"
 """A sandbox found gone by an activity is checked, and the session ends `lost` (histories
 recorded before it failed the session at once)."""
+_GATES_PATCH = "gates-published"
+"""The session publishes its search attributes and memo, audits its gates and announces them
+(histories recorded before it did none of that)."""
+_NOTICE_DRAIN = timedelta(seconds=30)
+"""How long an ending session waits for its gate notices in flight (a rejection's follow-up
+just before the end): past it, a sink that is down is not worth delaying the result for."""
+_NOTIFY_ACTIVITY = "notify_gate"
+_NOTIFY_BOUND = timedelta(minutes=10)
+"""NOTIFY_GATE's schedule-to-close: a notice in flight is done or given up by then."""
 
 
 class _SessionEnded(Exception):
@@ -129,6 +140,11 @@ class SandboxSession:
         self._owed: CostEvent | None = None
         self._sandbox_lock = asyncio.Lock()
         self._ignored = 0
+        self._publishing: bool | None = None
+        self._attrs: dict[str, Any] = {}
+        self._memo: dict[str, Any] = {}
+        self._announced: set[tuple[str, NoticeAbout]] = set()
+        self._notices_in_flight = 0
 
     @property
     def sandbox_id(self) -> str | None:
@@ -145,6 +161,7 @@ class SandboxSession:
             self._error = f"invalid session input: {self._invalid}"
             workflow.logger.error("session not started: %s", self._error)
             raise ApplicationError(self._error, type="InvalidInput", non_retryable=True)
+        self._publish()
         try:
             if self._handle is None:
                 await self._provision()
@@ -222,6 +239,7 @@ class SandboxSession:
     async def _compensate_and_drain(self, outcome: Outcome) -> bool:
         recorded = await self._compensate(outcome)
         await self._drain_handlers()
+        await self._drain_notices(_NOTICE_DRAIN)
         return recorded
 
     async def _provision(self) -> None:
@@ -360,31 +378,51 @@ class SandboxSession:
                 asyncio.ensure_future(self._record_closed_segment())
         if gate.waiting_since is None:
             gate.waiting_since = workflow.now()
+            self._publish()
+        waiting_since = gate.waiting_since
+        if gate.notified_at is None:
+            self._announce(gate, "requested")
         ceiling = self._input.gate_ceiling_seconds
         limit = min(gate.timeout_seconds or ceiling, ceiling)
-        left = limit - (workflow.now() - gate.waiting_since).total_seconds()
+        left = limit - (workflow.now() - waiting_since).total_seconds()
         may_continue = workflow.patched("continue-as-new-at-gate")
+        remind = self._publishes() and gate.remind_at is not None and gate.reminded_at is None
         try:
             while True:
-                await workflow.wait_condition(
-                    lambda: (
-                        gate.state != "waiting"
-                        or self._finish
-                        or self._check_wanted
-                        or (may_continue and self._history_too_long())
-                    ),
-                    timeout=timedelta(seconds=max(left, 0.001)),
-                )
+                wait = left
+                if remind and gate.remind_at is not None:
+                    due = limit * gate.remind_at - (workflow.now() - waiting_since).total_seconds()
+                    wait = min(left, due)
+                try:
+                    await workflow.wait_condition(
+                        lambda: (
+                            gate.state != "waiting"
+                            or self._finish
+                            or self._check_wanted
+                            or (may_continue and self._history_too_long())
+                        ),
+                        timeout=timedelta(seconds=max(wait, 0.001)),
+                    )
+                except TimeoutError:
+                    if not remind or wait >= left:
+                        raise
+                    remind = False  # the reminder fell due, not the gate's timeout
+                    gate.reminded_at = workflow.now()
+                    self._announce(gate, "reminder")
+                    left = limit - (workflow.now() - waiting_since).total_seconds()
+                    continue
                 if not self._check_wanted or gate.state != "waiting" or self._finish:
                     break
                 await self._check()  # raises _SandboxLost when the paused sandbox is gone
-                left = limit - (workflow.now() - gate.waiting_since).total_seconds()
+                left = limit - (workflow.now() - waiting_since).total_seconds()
                 if left <= 0:
                     raise TimeoutError()
         except TimeoutError:
             gate.state = "timed_out"
             gate.decided_at = workflow.now()
             _record_gate_wait(gate)
+            self._publish()
+            self._announce(gate, "timed_out")
             policy = gate.on_timeout if gate.timeout_seconds and limit < ceiling else "terminate"
             workflow.logger.info("gate %s timed out after %ss: %s", gate.gate, limit, policy)
             if policy == "terminate":
@@ -444,6 +482,79 @@ class SandboxSession:
         """The sandbox is `state` since `at`, a provider-confirmed time."""
         self._usage.enter(state, at)
         self._state = state
+        self._publish()
+
+    # ---------------------------------------------------------------- publishing
+
+    def _publishes(self) -> bool:
+        """Whether this run publishes and announces its gates (see `_GATES_PATCH`)."""
+        if self._publishing is None:
+            self._publishing = workflow.patched(_GATES_PATCH)
+        return self._publishing
+
+    def _publish(self) -> None:
+        """Upsert the search attributes and memo that changed: at every transition, so a client
+        finds the session (and what waits in it) with one visibility query, no worker asked."""
+        if self._invalid is not None or not self._publishes():
+            return
+        attrs = _gates.published_attributes(self._state, self._input, self._gates)
+        updates = [
+            key.value_unset() if value is None else key.value_set(value)
+            for key, value in attrs.items()
+            if key.name not in self._attrs or self._attrs[key.name] != value
+        ]
+        if updates:
+            workflow.upsert_search_attributes(updates)
+            self._attrs.update({key.name: value for key, value in attrs.items()})
+        memo = _gates.published_memo(self._state, self._gates, self._usage)
+        changed = {k: v for k, v in memo.items() if k not in self._memo or self._memo[k] != v}
+        if changed:
+            workflow.upsert_memo(changed)
+            self._memo.update(changed)
+
+    def _announce(self, gate: Gate, about: NoticeAbout) -> None:
+        """Audit and announce a gate event in the background: a slow or failing sink never holds
+        the session; a failure after the notice's retries shows on the gate (`notify_error`)."""
+        if not self._publishes() or (gate.gate, about) in self._announced:
+            return
+        self._announced.add((gate.gate, about))
+        self._notices_in_flight += 1
+        notice = _gates.notice(
+            gate,
+            about,
+            session=self._input,
+            sandbox_id=self.sandbox_id,
+            usage=self._usage,
+            now=workflow.now(),
+        )
+        asyncio.ensure_future(self._notify(gate, notice))
+
+    async def _notify(self, gate: Gate, notice: GateNotice) -> None:
+        try:
+            result: NoticeResult = await workflow.execute_activity(
+                _NOTIFY_ACTIVITY, notice, result_type=NoticeResult, **NOTIFY_GATE
+            )
+        except ActivityError as err:
+            gate.notify_error = (
+                f"{notice.about} notice not delivered: {describe_failure(err, limit=300)}"
+            )
+            workflow.logger.warning("gate %s: %s", gate.gate, gate.notify_error)
+        else:
+            gate.notify_error = None
+            if notice.about == "requested" and result.delivered:
+                gate.notified_at = result.at or workflow.now()
+        finally:
+            self._notices_in_flight -= 1
+
+    async def _drain_notices(self, timeout: timedelta) -> None:
+        if self._notices_in_flight:
+            try:
+                await workflow.wait_condition(lambda: self._notices_in_flight == 0, timeout=timeout)
+            except TimeoutError:
+                workflow.logger.warning(
+                    "%d gate notices still in flight: not waiting for them",
+                    self._notices_in_flight,
+                )
 
     # ---------------------------------------------------------------- end
 
@@ -454,8 +565,10 @@ class SandboxSession:
         """
         if self._handle is None:
             self._state = outcome
+            self._publish()
             return False
         self._state = "terminating"
+        self._publish()
         ended_at, confirmed = await self._terminate()
         handle = self._handle
         event = self._usage.cost_event(
@@ -471,12 +584,21 @@ class SandboxSession:
         self._owed = event
         result = await workflow.execute_activity_method(
             LedgerActivities.record_cost,
-            RecordCostInput(event=event, segments=self._segment_events()),
+            RecordCostInput(
+                event=event,
+                segments=self._segment_events(),
+                gate_events=(
+                    _gates.audit_rows(self._gates, session=self._input, usage=self._usage)
+                    if self._publishes()
+                    else []
+                ),
+            ),
             **RECORD_COST,
         )
         self._owed = None
         self._cost = result.event
         self._state = outcome
+        self._publish()
         workflow.logger.info(
             "session %s: %.3fs running, %.3fs paused billed",
             outcome,
@@ -570,7 +692,7 @@ class SandboxSession:
 
     @approve_gate.validator
     def _validate_approve(self, decision: GateDecisionArg = None) -> None:
-        self._check_decision(valid_payload(decision, GateDecision, "approve_gate"))
+        self._check_decision(valid_payload(decision, GateDecision, "approve_gate"), "approve")
 
     @workflow.update(name="reject_gate")
     def reject_gate(self, decision: GateDecisionArg = None) -> Gate:
@@ -578,7 +700,7 @@ class SandboxSession:
 
     @reject_gate.validator
     def _validate_reject(self, decision: GateDecisionArg = None) -> None:
-        self._check_decision(valid_payload(decision, GateDecision, "reject_gate"))
+        self._check_decision(valid_payload(decision, GateDecision, "reject_gate"), "reject")
 
     @workflow.update(name="exec")
     async def exec(self, request: ExecRequestArg = None) -> ExecResult:
@@ -668,24 +790,22 @@ class SandboxSession:
             return f"gate {request.gate!r} was already requested"
         if len(self._gates) >= 1000:
             return "too many gates on one session"
-        return None
+        return _gates.request_budget_problem(self._gates, request, workflow.now())
 
     def _add_gate(self, request: GateRequest) -> Gate:
-        gate = Gate(
-            gate=request.gate,
-            title=request.title,
-            requested_at=workflow.now(),
-            timeout_seconds=request.timeout_seconds,
-            on_timeout=request.on_timeout,
-        )
+        gate = _gates.new_gate(request, workflow.now())
         self._gates.append(gate)
-        workflow.logger.info("gate %s requested", gate.gate)
+        by = f" by {gate.requested_by}" if gate.requested_by else ""
+        workflow.logger.info("gate %s requested%s", gate.gate, by)
+        self._publish()
         return gate
 
     def _find_gate(self, name: str) -> Gate | None:
         return next((g for g in self._gates if g.gate == name), None)
 
-    def _check_decision(self, decision: GateDecision) -> None:
+    def _check_decision(self, decision: GateDecision, verb: str) -> None:
+        """Refuse a decision on an unknown or decided gate, or from someone the gate does not
+        let decide (its approvers; its requester, for an approval)."""
         gate = self._find_gate(decision.gate)
         if gate is None:
             known = ", ".join(g.gate for g in self._gates) or "none"
@@ -695,9 +815,12 @@ class SandboxSession:
                 f"gate {gate.gate!r} is already {gate.state.replace('_', ' ')}"
                 + (f" by {gate.decided_by}" if gate.decided_by else "")
             )
+        refused = gate.may_decide(decision.by, verb)
+        if refused:
+            raise ValueError(refused)
 
     def _decide(self, decision: GateDecision, state: str) -> Gate:
-        self._check_decision(decision)
+        self._check_decision(decision, "approve" if state == "approved" else "reject")
         gate = self._find_gate(decision.gate)
         assert gate is not None
         gate.state = state  # type: ignore[assignment]
@@ -706,6 +829,8 @@ class SandboxSession:
         gate.comment = decision.comment
         _record_gate_wait(gate)
         workflow.logger.info("gate %s %s by %s", gate.gate, state, decision.by)
+        self._publish()
+        self._announce(gate, "approved" if state == "approved" else "rejected")
         return gate.model_copy()
 
     def _decide_signal(self, payloads: tuple[Any, ...], state: str, name: str) -> None:
@@ -768,6 +893,7 @@ class SandboxSession:
 
     async def _continue_as_new(self) -> None:
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._drain_notices(_NOTIFY_BOUND)  # a new run announces what did not go
         workflow.continue_as_new(self._carry_input())
 
     async def _drain_handlers(self) -> None:
@@ -781,7 +907,7 @@ class SandboxSession:
         carry = SessionCarry(
             state=self._state,
             handle=self._handle,
-            gates=self._gates,
+            gates=_gates.carried(self._gates),
             segments=self._usage.segments,
             finish_requested=self._finish,
             runner_pid=self._runner_pid,

@@ -52,9 +52,11 @@ def test_lifecycle_reports_both_paths_in_both_latency_settings(doc: dict[str, An
             ordered(wf["phases_ms"][phase], n)
             ordered(base["phases_ms"][phase], n)
         # Every step of every session is timed.
-        ordered(wf["overhead_per_step_ms"]["all"], n * len(STEPS))
+        # ... and the gate's two notices (waiting, then approved), in the background.
+        ordered(wf["overhead_per_step_ms"]["all"], n * (len(STEPS) + 2))
         for step in STEPS:
             assert wf["overhead_per_step_ms"][step]["n"] == n
+        assert wf["overhead_per_step_ms"]["notify_gate"]["n"] == 2 * n
         assert wf["cpu"]["bench_process_cpu_seconds"] > 0
         assert run["ratio_workflow_to_baseline"]["session_p50"] > 0
         assert run["billing"]["sessions"] == n and run["billing"]["missing_cost_events"] == 0

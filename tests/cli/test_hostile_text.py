@@ -300,7 +300,7 @@ class FakeClient:
             raise self.fail
         return hostile_status()
 
-    async def list(self, *, limit: int = 50) -> list[SessionListing]:
+    async def list(self, *, limit: int = 50, **filters: Any) -> list[SessionListing]:
         return [hostile_listing(hostile_status()), hostile_listing(None)]
 
 

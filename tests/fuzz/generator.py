@@ -174,6 +174,12 @@ class Generator:
         body: dict[str, Any] = {"gate": gate}
         if self.rng.random() < 0.5:
             body["title"] = self.rng.choice(["Deploy", "承認してください 🙏", "multi\nline title"])
+        if self.rng.random() < 0.5:  # context, and who may decide: the deciders below or not
+            body["summary"] = self.rng.choice(["Deploy v2", "rm -rf build 🧹", "x" * 500])
+            body["details"] = self.rng.choice(["diff --git a/x b/x\n+1", "é" * 8000, ""])
+            body["requested_by"] = self.rng.choice(["bot", "runner"])
+            body["approvers"] = self.rng.sample(["ana", "ZOË 🙂", "bot", "carol"], 2)
+            body["allow_self_approval"] = self.rng.random() < 0.3
         if timeout is not None:
             body["timeout_seconds"] = timeout
             body["on_timeout"] = "reject"
@@ -197,6 +203,10 @@ class Generator:
             "title": self.string,
             "timeout_seconds": self.number,
             "on_timeout": lambda: self.rng.choice(["explode", None, 5, "Terminate", ""]),
+            "summary": self.string,
+            "details": lambda: self.rng.choice([self.string(), "d" * (16 * 1024 + 1), 5]),
+            "approvers": lambda: self.rng.choice([self.string(), [self.string()], [5], {}]),
+            "remind_at": lambda: self.rng.choice([self.number(), 1, 0, "half"]),
         }
 
     def decision_nasties(self) -> dict[str, Callable[[], Any]]:

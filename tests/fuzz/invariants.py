@@ -9,7 +9,9 @@
    its exec output, its ledger row);
 5. the secret planted in malformed inputs is in no worker log, no failure in any history, no
    answer a caller got;
-6. a start that must be refused fails `InvalidInput` (non-retryable), at once.
+6. a start that must be refused fails `InvalidInput` (non-retryable), at once;
+7. no gate was decided by someone it did not allow (not among its approvers; its requester
+   approving without `allow_self_approval`).
 
 Also `Violation` (one broken invariant, with the message that triggered it) and the reading of
 workflow histories the checks and the driver share (failed workflow tasks, failures, sandboxes
@@ -60,6 +62,7 @@ INVARIANTS = {
     4: "cross-session",
     5: "secret-leak",
     6: "invalid-start",
+    7: "unauthorised-decision",
 }
 
 
@@ -177,6 +180,7 @@ class Checks:
                         self.c.repro_at(sid, _event_time(e)),
                     )
         if wf_type == WORKFLOW_TYPE:
+            await self.check_deciders(sid or wid, history.events)
             first = history.events[0] if history.events else None
             if first is not None and not (
                 first.workflow_execution_started_event_attributes.continued_execution_run_id
@@ -185,6 +189,30 @@ class Checks:
             for e in history.events:
                 for activity, sandbox in _sandboxes_reached(e):
                     self.touched.setdefault((wid, run_id, sandbox), activity)
+
+    async def check_deciders(self, sid: str, events: Any) -> None:
+        """Invariant 7, on the gates a finished session reports in its result."""
+        last = events[-1] if events else None
+        if last is None or last.event_type != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+            return
+        payloads = last.workflow_execution_completed_event_attributes.result.payloads
+        if not payloads:
+            return
+        (result,) = await self.stack.client.data_converter.decode(list(payloads)[:1])
+        for gate in (result or {}).get("status", {}).get("gates", []):
+            by, allowed = gate.get("decided_by"), [a.casefold() for a in gate.get("approvers", [])]
+            if by is None:
+                continue
+            if allowed and by.casefold() not in allowed:
+                self.c.violation(7, sid, f"gate {gate['gate']!r} decided by {by!r}", "")
+            requester = gate.get("requested_by")
+            if (
+                gate.get("state") == "approved"
+                and requester is not None
+                and by.casefold() == requester.casefold()
+                and not gate.get("allow_self_approval")
+            ):
+                self.c.violation(7, sid, f"gate {gate['gate']!r} approved by its requester", "")
 
     def check_sandboxes(self, records: dict[str, Any], rows: list[CostEvent]) -> None:
         tol = self.c.cfg.billing_tolerance

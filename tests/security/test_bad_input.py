@@ -167,6 +167,36 @@ ROWS = [
         ignored("gate: gate contains control characters"),
     ),
     Row(
+        "signal-oversized-details",
+        "running",
+        signal("request_approval", {"gate": "g", "details": "d" * (16 * 1024 + 1)}),
+        ignored("details: details is 16385 bytes; at most 16384 (16 KiB)"),
+    ),
+    Row(
+        "signal-approvers-not-a-list",
+        "running",
+        signal("request_approval", {"gate": "g", "approvers": "ana,bo"}),
+        ignored("approvers: Input should be a valid list"),
+    ),
+    Row(
+        "signal-approvers-not-names",
+        "running",
+        signal("request_approval", {"gate": "g", "approvers": [{"name": "ana"}]}),
+        ignored("approvers.0: Input should be a valid string"),
+    ),
+    Row(
+        "update-approver-blank",
+        "running",
+        update("request_gate", {"gate": "g", "approvers": [" "]}),
+        refused("each approver must be non-empty without surrounding spaces"),
+    ),
+    Row(
+        "update-remind-at-out-of-range",
+        "running",
+        update("request_gate", {"gate": "g", "remind_at": 1.5}),
+        refused("remind_at: Input should be less than 1"),
+    ),
+    Row(
         "signal-check-malformed",
         "running",
         signal("check_sandbox", {"sandbox_id": 5}),
@@ -386,14 +416,23 @@ class PhaseSessions:
     rows of one phase share one session, made on first use.
     """
 
+    SIGNALS_PER_SESSION = 15
+    """A session logs its first 20 ignored signals one by one, then one in a hundred (so a
+    flood cannot flood the log): each row's line must be among the first ones."""
+
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.shared: dict[str, WorkflowHandle[Any, Any]] = {}
         self.opened: list[WorkflowHandle[Any, Any]] = []
+        self.signals: dict[str, int] = {}
 
     async def for_row(self, row: Row) -> WorkflowHandle[Any, Any]:
         if row.then:
             return await self.walk_to(row.phase)
+        if row.send[0] == "signal":
+            self.signals[row.phase] = self.signals.get(row.phase, 0) + 1
+            if self.signals[row.phase] % self.SIGNALS_PER_SESSION == 0:
+                self.shared.pop(row.phase, None)  # a fresh session: its log budget untouched
         if row.phase not in self.shared:
             self.shared[row.phase] = await self.walk_to(row.phase)
         return self.shared[row.phase]

@@ -37,18 +37,27 @@ from workflows import ExecRequest, GateDecision, GateRequest, SandboxSession
 KEY_MATERIAL = new_key()
 
 
+def search_attribute_names(history: dict[str, Any]) -> set[str]:
+    """Every search attribute the run upserted: plain by design, so only the documented ones."""
+    return {
+        key
+        for event in history["events"]
+        for key in event.get("upsertWorkflowSearchAttributesEventAttributes", {})
+        .get("searchAttributes", {})
+        .get("indexedFields", {})
+    }
+
+
 def run_payloads(history: dict[str, Any]) -> list[dict[str, Any]]:
-    """The payloads our code writes: inputs, results, signals, updates (not headers, nor the
-    SDK's own `workflow.patched` marker and `TemporalChangeVersion` search attribute, which hold
-    only a patch id, written by the SDK outside the data converter)."""
+    """The payloads our code writes: inputs, results, signals, updates, memos (not headers, nor
+    the SDK's own `workflow.patched` marker, which holds only a patch id, nor search attributes:
+    visibility indexes them, so they are never encoded; see `search_attribute_names`)."""
     out = []
     for event in history["events"]:
         for name, attrs in event.items():
             if name == "markerRecordedEventAttributes" and attrs.get("markerName") == "core_patch":
                 continue
-            if name == "upsertWorkflowSearchAttributesEventAttributes" and set(
-                attrs.get("searchAttributes", {}).get("indexedFields", {})
-            ) <= {"TemporalChangeVersion"}:
+            if name == "upsertWorkflowSearchAttributesEventAttributes":
                 continue
             if name.endswith("Attributes"):
                 kept = {k: v for k, v in attrs.items() if k not in ("header", "memo")}
@@ -130,6 +139,16 @@ async def test_with_a_key_history_holds_only_encrypted_payloads(secure_stack: St
     assert {metadata(p, "encoding") for p in found} == {"binary/encrypted"}
     assert {metadata(p, "encryption-key-id") for p in found} == {"k1"}
     assert not any(secret in t for t in history_texts(history))
+    # Plain, as visibility needs them: the session's state, org, issue and waiting gates' names
+    # (and the SDK's patch ids); the gates' summaries and details go in the encrypted memo.
+    assert search_attribute_names(history) == {
+        "SessionState",
+        "SessionOrg",
+        "SessionIssue",
+        "SessionWaitingGates",
+        "TemporalChangeVersion",
+    }
+    assert any("upsertedMemo" in str(e) for e in history["events"])
     assert await failed_workflow_tasks(handle) == []
     assert len(await stack.ledger.events(session_id=result.status.session_id)) == 1
 

@@ -47,6 +47,11 @@ def test_histories_cover_every_path() -> None:
         "lost_at_keep_alive",
         "lost_while_running",
         "lost_while_paused",
+        # After the session published its gates, announced and audited them.
+        "gate_authorised",
+        "gate_context_rejected",
+        "gate_reminder_timeout",
+        "gate_notify_failed",
     }
     assert expected <= names, f"missing histories: {sorted(expected - names)}"
 
