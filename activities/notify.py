@@ -35,6 +35,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ActivityConfig
 
+from activities._heartbeat import heartbeating
 from common.ids import workflow_id_for
 from common.settings import NotifySettings, NotifySinks
 from ledger import GateEvent, Ledger, NoticeAbout, gate_digest
@@ -72,6 +73,8 @@ SIGNATURE_TOLERANCE = 300
 NOTIFY_GATE = ActivityConfig(
     # A few HTTP POSTs and ledger writes per attempt.
     start_to_close_timeout=timedelta(seconds=30),
+    # It heartbeats while it posts: a notice on a worker that died is retried in seconds.
+    heartbeat_timeout=timedelta(seconds=5),
     # Bounded: a sink that keeps failing is reported (status, metric, log), never retried forever.
     schedule_to_close_timeout=timedelta(minutes=10),
     retry_policy=RetryPolicy(
@@ -228,7 +231,9 @@ class GateNotifier:
         done = await self._delivered(notice)
         todo = [sink for sink in sinks if sink.kind not in done]
         attempt = activity.info().attempt
-        outcomes = await asyncio.gather(*(self._deliver(sink, notice) for sink in todo))
+        outcomes = await heartbeating(
+            asyncio.gather(*(self._deliver(sink, notice) for sink in todo))
+        )
         rows = []
         for sink, outcome in zip(todo, outcomes, strict=True):
             delivered = isinstance(outcome, datetime)

@@ -9,8 +9,6 @@ Credentials are resolved by the provider inside the activity; nothing secret is 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -20,6 +18,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ActivityConfig
 
+from activities._heartbeat import heartbeating
 from provider.base import SandboxProvider
 from provider.errors import ProviderError
 from provider.models import (
@@ -56,7 +55,6 @@ NON_RETRYABLE_ERROR_TYPES = [
 """Errors no retry can fix (also flagged `non_retryable` on the error itself)."""
 
 _EXEC_RUNNING = "exec-running"
-_DEFAULT_HEARTBEAT_INTERVAL = 5.0
 
 __all__ = [
     "CHECK",
@@ -176,32 +174,14 @@ def to_application_error(err: ProviderError) -> ApplicationError:
     )
 
 
-def _heartbeat_interval() -> float:
-    timeout = activity.info().heartbeat_timeout
-    if not timeout:
-        return _DEFAULT_HEARTBEAT_INTERVAL
-    return max(0.2, min(_DEFAULT_HEARTBEAT_INTERVAL, timeout.total_seconds() / 3))
-
-
 async def _run(call: Awaitable[T], *details: Any) -> T:
-    """Await the provider call as a task, heartbeating meanwhile (so a cancel reaches us and a
-    lost worker is noticed), with provider errors converted for Temporal."""
-    task = asyncio.ensure_future(call)
-    interval = _heartbeat_interval()
+    """Await the provider call, heartbeating meanwhile (so a cancel reaches us and a lost
+    worker is noticed), with provider errors converted for Temporal."""
     try:
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=interval)
-            if done:
-                return task.result()
-            activity.heartbeat(*details)
+        return await heartbeating(call, *details)
     except ProviderError as err:
         activity.logger.info("%s failed: %s: %s", activity.info().activity_type, err.type, err)
         raise to_application_error(err) from None
-    except asyncio.CancelledError:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        raise
 
 
 class SandboxActivities:

@@ -100,9 +100,10 @@ recorded before it failed the session at once)."""
 _GATES_PATCH = "gates-published"
 """The session publishes its search attributes and memo, audits its gates and announces them
 (histories recorded before it did none of that)."""
-_NOTICE_DRAIN = timedelta(seconds=30)
+_NOTICE_DRAIN = timedelta(seconds=5)
 """How long an ending session waits for its gate notices in flight (a rejection's follow-up
-just before the end): past it, a sink that is down is not worth delaying the result for."""
+just before the end): a healthy sink takes one in milliseconds; one that is down is not worth
+delaying the result for (the audit rows go with the cost record anyway)."""
 _NOTIFY_ACTIVITY = "notify_gate"
 _NOTIFY_BOUND = timedelta(minutes=10)
 """NOTIFY_GATE's schedule-to-close: a notice in flight is done or given up by then."""

@@ -114,7 +114,6 @@ async def test_the_list_answers_with_no_worker_running(
     assert [(r["session_id"], r["gates"][0]["summary"]) for r in rows] == [(sid, "ship it")]
     [waiting] = await client.waiting(org_id=org)
     assert waiting.session_id == sid and waiting.gates[0].gate == "deploy"
-    assert "no worker answered" in (await cli("status", sid, timeout=90)).one_error_line()
     async with running_cli_stack(cli, client, emulator):
         (await cli("finish", sid, "--wait")).ok()
 

@@ -181,7 +181,7 @@ async def test_audit_rows_exactly_once_when_the_worker_is_killed_while_notifying
     tmp_path: Path,
 ) -> None:
     """SIGKILL lands while the webhook holds the POST: the notice is retried by a new worker
-    (after its start-to-close timeout), delivered once, and each audit row is there once."""
+    (within its 5 s heartbeat timeout), delivered once, and each audit row is there once."""
     ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
     queue = f"kill-notify-{uuid.uuid4().hex[:6]}"
 
