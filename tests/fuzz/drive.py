@@ -353,12 +353,14 @@ class SessionDriver:
             await self.wait_state({"running"})
 
     async def settle(self) -> None:
-        """Approve every gate still waiting (the traffic may have queued one with no timeout)."""
+        """Decide every gate still waiting (the traffic may have queued one with no timeout):
+        rejected by one of its approvers, whom a gate always lets reject."""
         value = await self.status()
         for gate in (value or {}).get("gates") or []:
             if gate.get("state") == "waiting":
-                body = {"gate": gate.get("gate"), "by": "fuzz-settle"}
-                await self.send(Send("signal", "approve", [js(body)], "valid"))
+                by = (gate.get("approvers") or ["fuzz-settle"])[0]
+                body = {"gate": gate.get("gate"), "by": by}
+                await self.send(Send("signal", "reject", [js(body)], "valid"))
 
     async def decide(self, gate: str) -> None:
         name = self.rng.choice(["approve", "reject", "approve_gate", "reject_gate"])
