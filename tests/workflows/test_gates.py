@@ -342,3 +342,50 @@ async def test_a_failing_notifier_never_holds_or_fails_the_session(rig: Rig) -> 
     rows = fake.called("record_cost")[0].input.gate_events
     assert [r.event for r in rows] == ["requested", "approved"]
     await save_history(handle, "gate_notify_failed")
+
+
+async def test_a_continued_run_keeps_its_gates_announced_once_published_and_audited(
+    rig: Rig,
+) -> None:
+    """Continued as new while a gate waits: the gate is not announced again, the new run
+    publishes it, a decided gate's details stay behind (its digest does not), and the final
+    record audits the gates of both runs."""
+    fake = rig.fake
+    handle, _ = await rig.running(continue_as_new_after_events=200)
+    await handle.signal("request_approval", {"gate": "plan", "details": "the plan"})
+    await wait_for(handle, state_is("paused"), "paused at plan")
+    await handle.signal("approve", {"gate": "plan", "by": "bo"})
+    await wait_for(handle, state_is("running"), "resumed")
+    plan_digest = (await status_of(handle)).gates[0].digest
+    await handle.signal("request_approval", {"gate": "deploy", "details": "the deploy"})
+    await wait_for(handle, state_is("paused"), "paused at deploy")
+    await eventually(lambda: fake.notices_about("deploy") == ["requested"], "deploy announced")
+    first_run = (await handle.describe()).run_id  # the run that announced deploy
+
+    async def continued() -> bool:
+        await handle.signal("approve", {"gate": "nope", "by": "x"})  # ignored: history grows
+        return (await handle.describe()).run_id != first_run
+
+    await _until(continued, "the continue-as-new at the gate")
+    status = await wait_for(handle, state_is("paused"), "still paused in the new run")
+    plan, deploy = status.gates
+    assert (plan.details, plan.digest) == (None, plan_digest)
+    assert (deploy.state, deploy.details) == ("waiting", "the deploy")
+    attrs = (await handle.describe()).typed_search_attributes
+    assert attrs.get(SESSION_WAITING_GATES) == ["deploy"] and attrs.get(SESSION_STATE) == "paused"
+    assert fake.notices_about("deploy") == ["requested"]  # not announced again
+
+    await handle.signal("approve", {"gate": "deploy", "by": "cy"})
+    await wait_for(handle, state_is("running"), "resumed in the new run")
+    await handle.signal("finish", {})
+    await result_of(handle)
+    rows = fake.called("record_cost")[0].input.gate_events
+    assert [(r.gate, r.event, r.by) for r in rows] == [
+        ("plan", "requested", None),
+        ("plan", "approved", "bo"),
+        ("deploy", "requested", None),
+        ("deploy", "approved", "cy"),
+    ]
+    assert rows[0].digest == gate_digest(None, "the plan") == plan_digest
+    assert fake.notices_about("deploy") == ["requested", "approved"]
+    await save_history(handle, "gate_continued_while_waiting")

@@ -52,6 +52,7 @@ def test_histories_cover_every_path() -> None:
         "gate_context_rejected",
         "gate_reminder_timeout",
         "gate_notify_failed",
+        "gate_continued_while_waiting",
     }
     assert expected <= names, f"missing histories: {sorted(expected - names)}"
 
