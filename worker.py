@@ -36,7 +36,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import LedgerActivities, ReconcileActivities, ReconcileInput, SandboxActivities
-from activities.notify import GateNotifier
+from activities.notify import GateNotifier, describe_sinks
 from activities.watch import SandboxWatch
 from common.cli import CONTEXT_SETTINGS
 from common.cli import main as run_command
@@ -273,6 +273,7 @@ async def run_worker(
             max_cached_workflows=settings.max_cached_workflows,
             max_concurrent_activities=settings.max_concurrent_activities,
         )
+        log.info("gate notices: %s", describe_sinks(settings))
         if settings.reconciler:
             await _ensure_reconciler(client, settings)
         log.info(

@@ -53,6 +53,7 @@ __all__ = [
     "GateNotice",
     "GateNotifier",
     "NoticeResult",
+    "describe_sinks",
     "event_id",
     "sign",
     "verify_signature",
@@ -198,6 +199,15 @@ def _sinks_of(sinks: NotifySinks) -> list[_Sink]:
     if sinks.slack_url is not None:
         found.append(_Sink("slack", sinks.slack_url))
     return found
+
+
+def describe_sinks(settings: NotifySettings) -> str:
+    """Where gate notices go, for the worker's start-up line: kinds and hosts, never a URL's
+    path or token, never a secret."""
+    shared = [sink.label for sink in _sinks_of(settings.sinks(""))]
+    said = ", ".join(shared) if shared else "off (no SESSIONS_NOTIFY_URL or _SLACK_URL)"
+    own = settings.orgs_with_own_sinks
+    return said + (f"; orgs with their own: {', '.join(own)}" if own else "")
 
 
 class GateNotifier:

@@ -524,6 +524,11 @@ class NotifySettings(_Settings):
             raise PydanticCustomError("notify_settings", str(err)) from None
         return self
 
+    @property
+    def orgs_with_own_sinks(self) -> list[str]:
+        """The orgs (as their variables spell them) with sinks of their own."""
+        return sorted(self._notify_orgs)
+
     def sinks(self, org_id: str) -> NotifySinks:
         """The org's sinks: its own where it has them, else the shared ones."""
         own = self._notify_orgs.get(_org_suffix(org_id), {})

@@ -137,3 +137,23 @@ def test_the_worker_refuses_to_start_on_it(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("SESSIONS_NOTIFY_SLACK_URL", "not a url")
     with pytest.raises(ConfigError, match="^SESSIONS_NOTIFY_SLACK_URL must be an http"):
         WorkerSettings.load()
+
+
+def test_the_worker_says_where_notices_go_without_a_path_token_or_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from activities.notify import describe_sinks
+
+    assert describe_sinks(load(monkeypatch)) == ("off (no SESSIONS_NOTIFY_URL or _SLACK_URL)")
+    settings = load(
+        monkeypatch,
+        SESSIONS_NOTIFY_URL="https://hooks.example.com/in/tok-123",
+        SESSIONS_NOTIFY_SECRET="whsec-abc",
+        SESSIONS_NOTIFY_SLACK_URL="https://hooks.slack.com/services/T0/B0/secretpart",
+        SESSIONS_NOTIFY_URL__ACME="off",
+    )
+    said = describe_sinks(settings)
+    assert said == (
+        "webhook to hooks.example.com, slack webhook to hooks.slack.com; orgs with their own: ACME"
+    )
+    assert not any(part in said for part in ("tok-123", "whsec", "secretpart", "/services"))
