@@ -1,5 +1,6 @@
 """Temporal activities, each class with its dependencies injected: the sandbox's (a provider),
-the billing ledger's, and the stray reconciler's; beside each, its `workflow.ActivityConfig`s."""
+the billing ledger's, the stray reconciler's and the gate notifier's; beside each, its
+`workflow.ActivityConfig`s."""
 
 from activities.ledger import (
     RECORD_COST,
@@ -10,6 +11,7 @@ from activities.ledger import (
     RecordSegmentInput,
     RecordSegmentResult,
 )
+from activities.notify import NOTIFY_GATE, GateNotice, GateNotifier, NoticeResult
 from activities.reconcile import (
     ReapInput,
     ReapResult,
@@ -40,13 +42,17 @@ __all__ = [
     "EXEC",
     "KEEP_ALIVE",
     "NON_RETRYABLE_ERROR_TYPES",
+    "NOTIFY_GATE",
     "PAUSE",
     "PROVISION",
     "RECORD_COST",
     "RECORD_SEGMENT",
     "RESUME",
     "TERMINATE",
+    "GateNotice",
+    "GateNotifier",
     "LedgerActivities",
+    "NoticeResult",
     "ReapInput",
     "ReapResult",
     "ReconcileActivities",

@@ -22,11 +22,13 @@ from sessions.errors import (
 )
 
 if TYPE_CHECKING:
-    from sessions.client import SessionClient, SessionListing, new_session_id
+    from sessions.client import SessionClient, SessionListing, WaitingSession, new_session_id
 
 __getattr__ = lazy_exports(
     __name__,
-    dict.fromkeys(("SessionClient", "SessionListing", "new_session_id"), "sessions.client"),
+    dict.fromkeys(
+        ("SessionClient", "SessionListing", "WaitingSession", "new_session_id"), "sessions.client"
+    ),
 )
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "SessionNotFound",
     "SessionsError",
     "TemporalUnreachable",
+    "WaitingSession",
     "WorkerUnavailable",
     "new_session_id",
 ]

@@ -18,6 +18,8 @@ from workflows.models import (
     SessionInput,
     SessionResult,
     SessionStatus,
+    UsageMemo,
+    WaitingGate,
     workflow_id_for,
 )
 from workflows.reconciler import (
@@ -44,5 +46,7 @@ __all__ = [
     "SessionResult",
     "SessionStatus",
     "StraySandboxReconciler",
+    "UsageMemo",
+    "WaitingGate",
     "workflow_id_for",
 ]
