@@ -76,8 +76,9 @@ NOTIFY_GATE = ActivityConfig(
     start_to_close_timeout=timedelta(seconds=30),
     # It heartbeats while it posts: a notice on a worker that died is retried in seconds.
     heartbeat_timeout=timedelta(seconds=5),
-    # Bounded: a sink that keeps failing is reported (status, metric, log), never retried forever.
-    schedule_to_close_timeout=timedelta(minutes=10),
+    # One round of retries: a sink that keeps failing shows on the gate's status after it; the
+    # workflow runs rounds for ten minutes in all (`workflows.session._NOTIFY_BOUND`).
+    schedule_to_close_timeout=timedelta(minutes=2),
     retry_policy=RetryPolicy(
         initial_interval=timedelta(seconds=1),
         backoff_coefficient=2.0,

@@ -14,7 +14,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RawValue
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():  # also passed through at the worker (worker.py)
     from pydantic import ValidationError
@@ -106,7 +106,8 @@ just before the end): a healthy sink takes one in milliseconds; one that is down
 delaying the result for (the audit rows go with the cost record anyway)."""
 _NOTIFY_ACTIVITY = "notify_gate"
 _NOTIFY_BOUND = timedelta(minutes=10)
-"""NOTIFY_GATE's schedule-to-close: a notice in flight is done or given up by then."""
+"""How long a notice is retried, in rounds of NOTIFY_GATE's schedule-to-close: a notice in
+flight is done or given up by then (and a continue-as-new waits no longer for it)."""
 
 
 class _SessionEnded(Exception):
@@ -531,19 +532,27 @@ class SandboxSession:
         asyncio.ensure_future(self._notify(gate, notice))
 
     async def _notify(self, gate: Gate, notice: GateNotice) -> None:
+        """Deliver in rounds (NOTIFY_GATE's few minutes each, up to `_NOTIFY_BOUND`): after a
+        round that failed, the gate's status says why while the next round goes on trying."""
+        give_up = workflow.now() + _NOTIFY_BOUND
         try:
-            result: NoticeResult = await workflow.execute_activity(
-                _NOTIFY_ACTIVITY, notice, result_type=NoticeResult, **NOTIFY_GATE
-            )
-        except ActivityError as err:
-            gate.notify_error = (
-                f"{notice.about} notice not delivered: {describe_failure(err, limit=300)}"
-            )
-            workflow.logger.warning("gate %s: %s", gate.gate, gate.notify_error)
-        else:
-            gate.notify_error = None
-            if notice.about == "requested" and result.delivered:
-                gate.notified_at = result.at or workflow.now()
+            while True:
+                try:
+                    result: NoticeResult = await workflow.execute_activity(
+                        _NOTIFY_ACTIVITY, notice, result_type=NoticeResult, **NOTIFY_GATE
+                    )
+                except ActivityError as err:
+                    gate.notify_error = (
+                        f"{notice.about} notice not delivered: {describe_failure(err, limit=300)}"
+                    )
+                    workflow.logger.warning("gate %s: %s", gate.gate, gate.notify_error)
+                    if err.retry_state != RetryState.TIMEOUT or workflow.now() >= give_up:
+                        return  # a notice no retry can fix, or retried long enough
+                    continue
+                gate.notify_error = None
+                if notice.about == "requested" and result.delivered:
+                    gate.notified_at = result.at or workflow.now()
+                return
         finally:
             self._notices_in_flight -= 1
 

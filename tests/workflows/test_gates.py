@@ -389,3 +389,43 @@ async def test_a_continued_run_keeps_its_gates_announced_once_published_and_audi
     assert rows[0].digest == gate_digest(None, "the plan") == plan_digest
     assert fake.notices_about("deploy") == ["requested", "approved"]
     await save_history(handle, "gate_continued_while_waiting")
+
+
+async def test_a_sink_that_keeps_failing_shows_on_the_gate_after_one_round_then_clears(
+    rig: Rig,
+) -> None:
+    """Retried in rounds: after the first round (2 minutes of attempts) the gate's status says
+    why; the next round goes on trying, and a delivery clears it. Time skipped, not waited."""
+    fake = rig.fake
+    fake.fail["notify_gate"] = ApplicationError(
+        "webhook to hooks.example.com answered 503", type="NotifyFailed"
+    )
+    handle = await _paused_at(rig, gate="deploy")
+    await eventually(lambda: len(fake.notify_attempts) >= 1, "the first attempt")
+    assert (await status_of(handle)).gates[0].notify_error is None  # still retrying
+
+    async def reported() -> bool:
+        await rig.skip(handle, 30)
+        return (await status_of(handle)).gates[0].notify_error is not None
+
+    await _until(reported, "the first round's failure on the gate")
+    gate = (await status_of(handle)).gates[0]
+    assert gate.notify_error == (
+        "requested notice not delivered: NotifyFailed: webhook to hooks.example.com answered 503"
+    )
+    assert len(fake.notify_attempts) >= 3  # retried within the round
+
+    del fake.fail["notify_gate"]  # the sink is back: the next round delivers
+
+    async def delivered() -> bool:
+        await rig.skip(handle, 30)
+        gate = (await status_of(handle)).gates[0]
+        return gate.notify_error is None and gate.notified_at is not None
+
+    await _until(delivered, "the delivery in a later round")
+    assert fake.notices_about("deploy") == ["requested"]
+    await handle.signal("approve", {"gate": "deploy", "by": "ana"})
+    await wait_for(handle, state_is("running"), "resumed")
+    await handle.signal("finish", {})
+    await result_of(handle)
+    await save_history(handle, "gate_notify_rounds")

@@ -53,6 +53,7 @@ def test_histories_cover_every_path() -> None:
         "gate_reminder_timeout",
         "gate_notify_failed",
         "gate_continued_while_waiting",
+        "gate_notify_rounds",
     }
     assert expected <= names, f"missing histories: {sorted(expected - names)}"
 
