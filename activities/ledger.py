@@ -13,10 +13,10 @@ from typing import TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 from temporalio import activity
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ActivityConfig
 
+from activities._retry import backoff
 from common.errors import validation_message
 from ledger import CostEvent, GateEvent, Ledger, SegmentEvent
 from telemetry.instruments import count_billed_seconds
@@ -41,13 +41,8 @@ INVALID_SEGMENT = "InvalidSegment"
 RECORD_COST = ActivityConfig(
     # One insert and one read: seconds when the database is healthy.
     start_to_close_timeout=timedelta(seconds=30),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=5),
-        maximum_attempts=0,  # unlimited: a database outage delays the cost, never loses it
-        non_retryable_error_types=[INVALID_COST_EVENT],
-    ),
+    # Unlimited attempts: a database outage delays the cost, never loses it.
+    retry_policy=backoff(maximum=300, non_retryable=[INVALID_COST_EVENT]),
 )
 
 
@@ -56,13 +51,7 @@ RECORD_SEGMENT = ActivityConfig(
     start_to_close_timeout=timedelta(seconds=30),
     # The final cost row carries every segment again: past this, leave it to that row.
     schedule_to_close_timeout=timedelta(minutes=10),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=2),
-        maximum_attempts=0,
-        non_retryable_error_types=[INVALID_SEGMENT],
-    ),
+    retry_policy=backoff(maximum=120, non_retryable=[INVALID_SEGMENT]),
 )
 
 

@@ -31,13 +31,14 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, Field, SecretStr
 from temporalio import activity
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ActivityConfig
 
 from activities._heartbeat import heartbeating
+from activities._retry import backoff
 from common.ids import workflow_id_for
 from common.settings import NotifySettings, NotifySinks
+from common.units import format_span
 from ledger import GateEvent, Ledger, NoticeAbout, gate_digest
 from telemetry.instruments import count_notice
 
@@ -79,13 +80,7 @@ NOTIFY_GATE = ActivityConfig(
     # One round of retries: a sink that keeps failing shows on the gate's status after it; the
     # workflow runs rounds for ten minutes in all (`workflows.session._NOTIFY_BOUND`).
     schedule_to_close_timeout=timedelta(minutes=2),
-    retry_policy=RetryPolicy(
-        initial_interval=timedelta(seconds=1),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(minutes=1),
-        maximum_attempts=0,
-        non_retryable_error_types=[INVALID_NOTICE],
-    ),
+    retry_policy=backoff(maximum=60, non_retryable=[INVALID_NOTICE]),
 )
 
 
@@ -502,15 +497,6 @@ def _mrkdwn(text: object, *, limit: int = _SLACK_TEXT) -> str:
     return cut + "…"
 
 
-def _span(seconds: float) -> str:
-    """`45s`, `12m 05s`, `3h 20m`, `2d 04h`: the two largest units, for people."""
-    left = max(int(round(seconds)), 0)
-    for unit, size, small, small_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60)):
-        if left >= size:
-            return f"{left // size}{unit} {(left % size) // small_size:02d}{small}"
-    return f"{left // 60}m {left % 60:02d}s" if left >= 60 else f"{left}s"
-
-
 def _slack_message(notice: GateNotice, *, web_url: str | None, now: datetime) -> dict[str, Any]:
     """A Block Kit message: what waits (or how it ended), the facts, the details, how to decide."""
     name = notice.title or notice.gate
@@ -525,8 +511,8 @@ def _slack_message(notice: GateNotice, *, web_url: str | None, now: datetime) ->
         "Requested by": notice.requested_by or "-",
         "Approvers": ", ".join(notice.approvers) or "anyone",
         **_timing(notice, now=now),
-        "Cost so far": f"{_span(notice.running_seconds)} running, "
-        f"{_span(notice.paused_seconds)} paused (not billed)",
+        "Cost so far": f"{format_span(notice.running_seconds)} running, "
+        f"{format_span(notice.paused_seconds)} paused (not billed)",
     }
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": heading}},
@@ -556,14 +542,14 @@ def _timing(notice: GateNotice, *, now: datetime) -> dict[str, str]:
     if notice.about in _OPEN:
         deadline = _deadline(notice)
         if deadline is not None and notice.timeout_seconds is not None:
-            left = _span((deadline - now).total_seconds())
-            return {"Time left": f"{left} of {_span(notice.timeout_seconds)}"}
+            left = format_span((deadline - now).total_seconds())
+            return {"Time left": f"{left} of {format_span(notice.timeout_seconds)}"}
         if notice.timeout_seconds is not None:
-            return {"Timeout": _span(notice.timeout_seconds)}
+            return {"Timeout": format_span(notice.timeout_seconds)}
         return {}
     since = notice.waiting_since or notice.requested_at
     end = notice.decided_at or now
-    return {"Waited": _span((_utc(end) - _utc(since)).total_seconds())}
+    return {"Waited": format_span((_utc(end) - _utc(since)).total_seconds())}
 
 
 def _outcome(notice: GateNotice) -> str:
@@ -577,7 +563,7 @@ def _outcome(notice: GateNotice) -> str:
     if notice.about == "timed_out":
         return f"*Timed out* undecided: {consequence}.\n{summary}"
     if notice.timeout_seconds is not None:
-        return f"{summary}\nUndecided after {_span(notice.timeout_seconds)}: {consequence}."
+        return f"{summary}\nUndecided after {format_span(notice.timeout_seconds)}: {consequence}."
     return summary
 
 

@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.workflow import ActivityConfig
 
 from activities._heartbeat import heartbeating
+from activities._retry import backoff
 from provider.base import SandboxProvider
 from provider.errors import ProviderError
 from provider.models import (
@@ -82,12 +83,11 @@ def retry_policy(
 ) -> RetryPolicy:
     """Exponential backoff from `initial` to `maximum` seconds; `attempts` 0: until the
     activity's schedule-to-close timeout. Never retries what no retry can fix."""
-    return RetryPolicy(
-        initial_interval=timedelta(seconds=initial),
-        backoff_coefficient=2.0,
-        maximum_interval=timedelta(seconds=maximum),
-        maximum_attempts=attempts,
-        non_retryable_error_types=[*NON_RETRYABLE_ERROR_TYPES, *extra_non_retryable],
+    return backoff(
+        initial=initial,
+        maximum=maximum,
+        attempts=attempts,
+        non_retryable=(*NON_RETRYABLE_ERROR_TYPES, *extra_non_retryable),
     )
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "E2B_VCPU_SECOND",
     "MAX_DURATION_SECONDS",
     "format_bound",
+    "format_span",
     "parse_duration",
 ]
 
@@ -71,3 +72,15 @@ def format_bound(seconds: float) -> str:
         if count and not rest:
             return f"{int(count)}{unit}"
     return f"{seconds:g}s"
+
+
+def format_span(seconds: float) -> str:
+    """A span for people, in its two largest units: `42s`, `4m 05s`, `1h 02m`, `3d 04h`."""
+    s = int(round(max(seconds, 0.0)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d {(s % 86400) // 3600:02d}h"

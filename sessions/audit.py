@@ -72,9 +72,9 @@ async def read_gate_events(
 ) -> list[GateEvent]:
     """The ledger's gate audit rows, oldest first, as `LedgerError`-free as `read_costs`."""
     from ledger import LedgerError
-    from sessions.client import _reading_ledger
+    from sessions.client import reading_ledger
 
-    async with _reading_ledger(ledger_url) as ledger:
+    async with reading_ledger(ledger_url) as ledger:
         if ledger is None:
             return []
         try:
@@ -106,13 +106,6 @@ def _event_cell(event: GateEvent) -> str:
     return f"notified ({event.about or '-'}, {event.sink or '-'})"
 
 
-def _comment_cell(comment: str | None) -> str:
-    if not comment:
-        return "-"
-    text = " ".join(comment.split())  # one line: a comment's newlines and tabs become spaces
-    return text if len(text) <= COMMENT_WIDTH else text[: COMMENT_WIDTH - 1] + "…"
-
-
 def show_audit(events: Sequence[GateEvent]) -> None:
     """One row per event, oldest first; `show_table` escapes every cell for the terminal."""
     rows: list[list[render.Cell]] = [
@@ -124,7 +117,7 @@ def show_audit(events: Sequence[GateEvent]) -> None:
             e.by or "-",
             render.duration(e.waited_seconds),
             render.duration(e.paused_seconds),
-            _comment_cell(e.comment),
+            render.trimmed(e.comment, COMMENT_WIDTH),
         ]
         for e in events
     ]

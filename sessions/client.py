@@ -569,7 +569,7 @@ async def read_costs(
     seconds per UTC day (`DailyCost`, from the segments) from the ledger, as `LedgerError`-free."""
     from ledger import LedgerError
 
-    async with _reading_ledger(ledger_url) as ledger:
+    async with reading_ledger(ledger_url) as ledger:
         if ledger is None:
             return []
         try:
@@ -619,7 +619,7 @@ async def live_costs(
     listings = await client.list(limit=limit, query="ExecutionStatus = 'Running'")
     at = now or datetime.now(UTC)
     rows: builtins.list[LiveCost] = []
-    async with _reading_ledger(ledger_url) as ledger:
+    async with reading_ledger(ledger_url) as ledger:
         for item in listings:
             recorded: builtins.list[Any] = []  # SegmentEvents
             if ledger is not None:
@@ -661,7 +661,7 @@ async def live_costs(
 
 
 @contextlib.asynccontextmanager
-async def _reading_ledger(ledger_url: str | None) -> AsyncIterator[Any]:
+async def reading_ledger(ledger_url: str | None) -> AsyncIterator[Any]:
     """The ledger, opened to read (a `SqlLedger`), or None when there is none yet: reading must
     not create a SQLite file. Its failures are `SessionsError`s."""
     from ledger import LedgerError, open_ledger, resolve_ledger_url
@@ -805,5 +805,6 @@ __all__ = [
     "live_costs",
     "new_session_id",
     "read_costs",
+    "reading_ledger",
     "usage_now",
 ]

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from common.text import escape
+from common.units import format_span
 
 if TYPE_CHECKING:  # errors are escaped here too: loading this module must stay light
     from sessions.client import SessionListing, WaitingSession
@@ -65,17 +66,8 @@ safe = escape
 
 
 def duration(seconds: float | None) -> str:
-    """`42s`, `4m 05s`, `1h 02m`, `3d 04h`."""
-    if seconds is None:
-        return "-"
-    s = int(round(max(seconds, 0.0)))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d {(s % 86400) // 3600:02d}h"
+    """`42s`, `4m 05s`, `1h 02m`, `3d 04h`; `-` for none."""
+    return "-" if seconds is None else format_span(seconds)
 
 
 def dollars(amount: float) -> str:

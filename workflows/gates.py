@@ -58,18 +58,10 @@ query's answer and a continued-as-new run's input stay well inside Temporal's 2 
 
 
 def new_gate(request: GateRequest, now: datetime) -> Gate:
+    """The gate as requested (every field of the request), waiting from `now`."""
     return Gate(
-        gate=request.gate,
-        title=request.title,
+        **request.model_dump(),
         requested_at=now,
-        timeout_seconds=request.timeout_seconds,
-        on_timeout=request.on_timeout,
-        summary=request.summary,
-        details=request.details,
-        requested_by=request.requested_by,
-        approvers=list(request.approvers),
-        allow_self_approval=request.allow_self_approval,
-        remind_at=request.remind_at,
         digest=gate_digest(request.summary, request.details),
     )
 
@@ -139,7 +131,7 @@ def gate_row(gate: Gate, event: GateEventKind, *, session: SessionInput, usage: 
         at=gate.decided_at,
         by=gate.decided_by,
         comment=gate.comment,
-        waited_seconds=max((gate.decided_at - gate.requested_at).total_seconds(), 0.0),
+        waited_seconds=gate.waited_seconds,
         paused_seconds=_paused_during(usage, gate.requested_at, gate.decided_at),
     )
 
@@ -153,6 +145,13 @@ def audit_rows(gates: list[Gate], *, session: SessionInput, usage: Usage) -> lis
         if gate.state != "waiting":
             rows.append(gate_row(gate, gate.state, session=session, usage=usage))
     return rows
+
+
+_NOTICE_FIELDS = (set(GateNotice.model_fields) & set(Gate.model_fields)) - {
+    "timeout_seconds",
+    "on_timeout",
+}
+"""What a notice copies from the gate as it stands (its text, who asked and decided, when)."""
 
 
 def notice(
@@ -172,25 +171,15 @@ def notice(
     elif about != "reminder":
         event = gate_row(gate, about, session=session, usage=usage)
     return GateNotice(
+        **gate.model_dump(include=_NOTICE_FIELDS),
         about=about,
         event=event,
         session_id=session.session_id,
         org_id=session.org_id,
         issue_id=session.issue_id,
         sandbox_id=sandbox_id,
-        gate=gate.gate,
-        title=gate.title,
-        summary=gate.summary,
-        details=gate.details,
-        requested_by=gate.requested_by,
-        approvers=list(gate.approvers),
-        timeout_seconds=limit,
+        timeout_seconds=limit,  # the effective limit and policy, not the gate's own
         on_timeout=policy,
-        requested_at=gate.requested_at,
-        waiting_since=gate.waiting_since,
-        decided_at=gate.decided_at,
-        decided_by=gate.decided_by,
-        comment=gate.comment,
         running_seconds=usage.seconds("running", now),
         paused_seconds=usage.seconds("paused", now),
     )

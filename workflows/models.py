@@ -207,6 +207,13 @@ class Gate(BaseModel):
     """`ledger.gate_digest(summary, details)`, kept when a continued-as-new run drops the
     details of a decided gate (the audit trail keeps the digest, not the text)."""
 
+    @property
+    def waited_seconds(self) -> float | None:
+        """From the request to the decision or timeout; None while the gate waits."""
+        if self.decided_at is None:
+            return None
+        return max((self.decided_at - self.requested_at).total_seconds(), 0.0)
+
     def may_decide(self, who: str, verb: str) -> str | None:
         """Why `who` may not `verb` (approve/reject) this gate; None when they may."""
         folded = who.casefold()

@@ -959,9 +959,9 @@ def _sandbox_gone(err: BaseException) -> bool:
 def _record_gate_wait(gate: Gate) -> None:
     """A gate left `waiting`: its wait, by outcome, on the SDK's replay-safe meter (nothing is
     recorded while the workflow replays history, so each decision counts once)."""
-    if gate.decided_at is None:
+    waited = gate.waited_seconds
+    if waited is None:
         return
-    waited = max((gate.decided_at - gate.requested_at).total_seconds(), 0.0)
     histogram = workflow.metric_meter().create_histogram_float(
         GATE_WAIT, "From an approval gate's request to its decision or timeout", "s"
     )
