@@ -18,6 +18,7 @@ from ledger.errors import LedgerConfigError, LedgerError, LedgerUnavailable
 from ledger.models import (
     CostEvent,
     CostSummary,
+    DailyBy,
     DailyCost,
     GateEvent,
     GateEventKind,
@@ -48,6 +49,7 @@ __all__ = [
     "BilledState",
     "CostEvent",
     "CostSummary",
+    "DailyBy",
     "DailyCost",
     "GateEvent",
     "GateEventKind",

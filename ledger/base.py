@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
 from ledger.models import (
     CostEvent,
     CostSummary,
+    DailyBy,
     DailyCost,
     GateEvent,
     RecordResult,
@@ -59,9 +60,18 @@ class Ledger(Protocol):
         """Sums per session, issue or org; events without an issue are grouped under None."""
         ...
 
-    async def daily(self, *, org_id: str | None = None) -> list[DailyCost]:
+    async def daily(
+        self,
+        *,
+        org_id: str | None = None,
+        by: DailyBy | None = None,
+        since: date | None = None,
+    ) -> list[DailyCost]:
         """Running seconds per UTC day from the segments (one crossing midnight is split),
-        oldest day first, with the number of sandboxes that ran that day."""
+        oldest day first, with the number of sandboxes that ran that day.
+
+        `by`: one row per day and org or issue (its `key`; None for segments without an issue),
+        sorted by day then key, None last. `since`: only the days from that one on (UTC)."""
         ...
 
     async def record_gate_events(self, events: Sequence[GateEvent]) -> int:

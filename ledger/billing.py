@@ -11,11 +11,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel
 
-from ledger.models import CostEvent, DailyCost, Outcome, SegmentEvent
+from ledger.models import CostEvent, DailyBy, DailyCost, Outcome, SegmentEvent
 
 __all__ = ["BilledState", "Segment", "Usage", "daily_costs"]
 
@@ -166,30 +166,35 @@ class Usage:
         ]
 
 
-def daily_costs(segments: Iterable[SegmentEvent]) -> list[DailyCost]:
+def daily_costs(segments: Iterable[SegmentEvent], by: DailyBy | None = None) -> list[DailyCost]:
     """Running seconds per UTC day, oldest day first; a segment crossing midnight is cut there.
 
-    A sandbox counts on a day it ran on (an empty segment: on the day it is stamped).
+    A sandbox counts on a day it ran on (an empty segment: on the day it is stamped). With `by`,
+    one row per day and org or issue (None: segments without an issue), None last in each day;
+    the rows then carry their `key`, and plain per-day rows none (their JSON stays as it was).
     """
-    running: dict[date, timedelta] = defaultdict(timedelta)
-    sandboxes: dict[date, set[str]] = defaultdict(set)
+    if by not in (None, *get_args(DailyBy)):
+        raise ValueError(f"cannot split days by {by!r}: choose org or issue")
+    running: dict[tuple[date, str | None], timedelta] = defaultdict(timedelta)
+    sandboxes: dict[tuple[date, str | None], set[str]] = defaultdict(set)
     for segment in segments:
+        key = None if by is None else segment.org_id if by == "org" else segment.issue_id
         start, end = segment.started_at, segment.ended_at
         day = start.date()
         while True:
             midnight = datetime.combine(day + timedelta(days=1), clock_time(), tzinfo=UTC)
             piece = min(end, midnight) - max(start, midnight - timedelta(days=1))
             if piece > timedelta(0) or start == end:
-                running[day] += piece
-                sandboxes[day].add(segment.sandbox_id)
+                running[day, key] += piece
+                sandboxes[day, key].add(segment.sandbox_id)
             if end <= midnight:
                 break
             day += timedelta(days=1)
-    return [
-        DailyCost(
-            day=day,
-            sandboxes=len(sandboxes[day]),
-            running_seconds=running[day].total_seconds(),
-        )
-        for day in sorted(running)
-    ]
+    rows = []
+    for day, key in sorted(running, key=lambda dk: (dk[0], dk[1] is None, dk[1] or "")):
+        seconds, count = running[day, key].total_seconds(), len(sandboxes[day, key])
+        if by is None:
+            rows.append(DailyCost(day=day, sandboxes=count, running_seconds=seconds))
+        else:
+            rows.append(DailyCost(day=day, key=key, sandboxes=count, running_seconds=seconds))
+    return rows

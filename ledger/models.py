@@ -6,13 +6,24 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, date, datetime
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 Outcome = Literal["finished", "failed", "cancelled", "lost"]
 """How the session ended; `lost`: the sandbox died behind the session's back (E2B killed it)."""
 SummaryBy = Literal["session", "issue", "org"]
+DailyBy = Literal["org", "issue"]
+"""What `Ledger.daily(by=...)` splits each day by."""
 
 _Seconds = Field(ge=0, allow_inf_nan=False)
 
@@ -87,9 +98,19 @@ class DailyCost(BaseModel):
     segment that crosses midnight counts on each side of it."""
 
     day: date
+    key: str | None = None
+    """`Ledger.daily(by=...)` only: the org or issue of the row (None: segments without an issue).
+    Left out of the JSON of a row built without it, so a plain per-day row keeps its shape."""
     sandboxes: int = Field(ge=0)
-    """Sandboxes that ran on that day."""
+    """Sandboxes that ran on that day (for that key)."""
     running_seconds: float
+
+    @model_serializer(mode="wrap")
+    def _key_only_when_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if "key" not in self.model_fields_set:
+            data.pop("key", None)
+        return data
 
 
 class CostSummary(BaseModel):

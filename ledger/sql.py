@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from datetime import time as clock_time
 from typing import Any, TypeVar, get_args
 
 from sqlalchemy import ColumnElement, Connection, Row, Select, Table, case, event, func, select
@@ -27,6 +28,7 @@ from ledger.errors import LedgerError, LedgerUnavailable
 from ledger.models import (
     CostEvent,
     CostSummary,
+    DailyBy,
     DailyCost,
     GateEvent,
     RecordResult,
@@ -107,6 +109,36 @@ class SqlLedger:
         org_id: str | None = None,
         issue_id: str | None = None,
     ) -> list[SegmentEvent]:
+        return await self._segments(session_id=session_id, org_id=org_id, issue_id=issue_id)
+
+    async def daily(
+        self,
+        *,
+        org_id: str | None = None,
+        by: DailyBy | None = None,
+        since: date | None = None,
+    ) -> list[DailyCost]:
+        if by is not None and by not in get_args(DailyBy):
+            raise LedgerError(f"cannot split days by {by!r}: choose org or issue")
+        if isinstance(since, datetime):
+            raise LedgerError("daily costs since a day: give a date, not a time")
+        if since is None:
+            return daily_costs(await self._segments(org_id=org_id), by=by)
+        # The database drops the segments over before that day; the cut days go here.
+        midnight = datetime.combine(since, clock_time(), tzinfo=UTC)
+        segments = await self._segments(org_id=org_id, ended_from=midnight)
+        return [row for row in daily_costs(segments, by=by) if row.day >= since]
+
+    async def _segments(
+        self,
+        *,
+        session_id: str | None = None,
+        org_id: str | None = None,
+        issue_id: str | None = None,
+        ended_from: datetime | None = None,
+    ) -> list[SegmentEvent]:
+        """The segments, oldest first, filtered by the ids given and (`ended_from`) by their end
+        at or after that time."""
         query = _filtered(
             select(*(cost_segments.c[name] for name in _SEGMENT_COLUMNS)).order_by(
                 cost_segments.c.started_at, cost_segments.c.sandbox_id
@@ -116,12 +148,11 @@ class SqlLedger:
             org_id=org_id,
             issue_id=issue_id,
         )
+        if ended_from is not None:
+            query = query.where(cost_segments.c.ended_at >= ended_from)
         async with self._transaction() as conn:
             rows = (await conn.execute(query)).all()
         return [SegmentEvent.model_validate(dict(row._mapping)) for row in rows]
-
-    async def daily(self, *, org_id: str | None = None) -> list[DailyCost]:
-        return daily_costs(await self.segments(org_id=org_id))
 
     async def events(
         self,
