@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -55,6 +56,8 @@ __all__ = [
     "ReconcilerSettings",
     "TelemetrySettings",
     "TemporalSettings",
+    "WebLinkSettings",
+    "WebSettings",
     "WorkerSettings",
     "org_var",
     "parse_duration",
@@ -450,7 +453,83 @@ class NotifySinks:
     slack_url: SecretStr | None = None
 
 
-class NotifySettings(_Settings):
+MIN_WEB_SECRET = 32
+"""Characters a `SESSIONS_WEB_SECRET` needs at least (`openssl rand -hex 32` gives 64)."""
+
+
+def _duration_field(name: str, value: Any, *, least: float = 1.0) -> Any:
+    """A duration variable's value: `90s`, `15m`, `12h`, `3d` or seconds, at least `least`."""
+    if isinstance(value, str):
+        try:
+            value = parse_duration(value)
+        except ConfigError:
+            raise ValueError(f"{name} must be a duration such as 12h, not {value!r}") from None
+    if isinstance(value, int | float) and not value >= least:
+        raise ValueError(f"{name} must be at least {least:g} seconds")
+    return value
+
+
+class WebLinkSettings(_Settings):
+    """What the approvals inbox and the workers' notices share: where the inbox is, and the key
+    that signs its cookies and the notices' one-click decision links."""
+
+    web_url: str | None = _env(
+        "SESSIONS_WEB_URL",
+        meaning="base URL of the approvals inbox (`sessions web`): notices link to "
+        "`<URL>/sessions/<session>/gates/<gate>` and, with `SESSIONS_WEB_SECRET`, carry signed "
+        "one-click approve and reject links; an https URL makes the inbox's cookies `Secure`",
+        expect="an http(s) URL",
+        shown_default="no link",
+    )
+    web_secret: SecretStr | None = _env(
+        "SESSIONS_WEB_SECRET",
+        meaning="the key that signs the inbox's log-in cookies, its CSRF tokens and the notices' "
+        "one-click links; the workers and `sessions web` must share it (`sessions dev` makes "
+        f"one); at least {MIN_WEB_SECRET} characters",
+        expect=f"a secret of at least {MIN_WEB_SECRET} characters",
+        shown_default="none: no one-click links, and `sessions web` will not start",
+        secret=True,
+    )
+    web_link_ttl: float = _env(
+        "SESSIONS_WEB_LINK_TTL",
+        24 * 3600.0,
+        meaning="how long a one-click link in a notice stays valid (never past the gate's own "
+        "deadline)",
+        expect="a duration such as 24h",
+        shown_default="24h",
+    )
+
+    @field_validator("web_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_url("SESSIONS_WEB_URL", value)
+        return value
+
+    @field_validator("web_secret")
+    @classmethod
+    def _web_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < MIN_WEB_SECRET:
+            raise ValueError(
+                f"SESSIONS_WEB_SECRET must be at least {MIN_WEB_SECRET} characters "
+                "(e.g. `openssl rand -hex 32`)"
+            )
+        return value
+
+    @field_validator("web_link_ttl", mode="before")
+    @classmethod
+    def _link_ttl(cls, value: Any) -> Any:
+        return _duration_field("SESSIONS_WEB_LINK_TTL", value, least=60)
+
+    @property
+    def link_secret(self) -> bytes | None:
+        """The signing key as bytes, or None when no secret is set."""
+        if self.web_secret is None:
+            return None
+        return self.web_secret.get_secret_value().strip().encode()
+
+
+class NotifySettings(WebLinkSettings):
     """Gate notifications: a signed webhook and a Slack incoming webhook, per org or shared.
 
     An org's own `..._URL__<ORG>` (with its own secret) and `..._SLACK_URL__<ORG>` replace the
@@ -482,13 +561,6 @@ class NotifySettings(_Settings):
         shown_default="off",
         secret=True,  # a Slack webhook URL is its own credential
     )
-    web_url: str | None = _env(
-        "SESSIONS_WEB_URL",
-        meaning="base URL of the approvals inbox: notices link to "
-        "`<URL>/sessions/<session>/gates/<gate>`",
-        expect="an http(s) URL",
-        shown_default="no link",
-    )
     _notify_orgs: dict[str, dict[str, SecretStr | None]] = PrivateAttr(default_factory=dict)
     """Per org (its variable suffix): the org's own values by base variable name; None: off."""
 
@@ -499,13 +571,6 @@ class NotifySettings(_Settings):
             _check_url(
                 _meta(cls.model_fields[str(info.field_name)])["env"], value.get_secret_value()
             )
-        return value
-
-    @field_validator("web_url")
-    @classmethod
-    def _web_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            _check_url("SESSIONS_WEB_URL", value)
         return value
 
     @field_validator("notify_secret")
@@ -699,6 +764,134 @@ class CodecServerSettings(TemporalSettings):
         return auth is not None and auth.get_secret_value().strip().lower() == "off"
 
 
+WebAuth = Literal["users", "proxy"]
+
+
+class WebSettings(CliSettings, WebLinkSettings):
+    """Everything `sessions web`, the approvals inbox, reads."""
+
+    web_host: str = _env(
+        "SESSIONS_WEB_HOST",
+        "127.0.0.1",
+        meaning="the address `sessions web` listens on",
+        expect="a host name or IP address",
+        min_length=1,
+    )
+    web_port: int = _env(
+        "SESSIONS_WEB_PORT",
+        8088,
+        meaning="the port `sessions web` listens on",
+        **_port_rules(),
+    )
+    web_auth: WebAuth = _env(
+        "SESSIONS_WEB_AUTH",
+        "users",
+        meaning="who is logged in: `users` (names and hashed tokens in `SESSIONS_WEB_USERS`, "
+        "signed cookies) or `proxy` (the user named by `SESSIONS_WEB_PROXY_HEADER`, from "
+        "`SESSIONS_WEB_PROXY_FROM` only); see Approvals inbox",
+        expect="users or proxy",
+        shown_default="users",
+    )
+    web_users: Path | None = _env(
+        "SESSIONS_WEB_USERS",
+        meaning="the inbox's users file (`sessions web add-user NAME`): one `name:hash` line "
+        "each, salted scrypt hashes only",
+        expect="a file path",
+        shown_default="`web-users` in the data directory",
+    )
+    web_proxy_header: str | None = _env(
+        "SESSIONS_WEB_PROXY_HEADER",
+        meaning="with `SESSIONS_WEB_AUTH=proxy`: the header naming the logged-in user, set by "
+        "your authenticating proxy (e.g. `X-Forwarded-Email` from oauth2-proxy); ignored "
+        "otherwise",
+        expect="a header name",
+        shown_default="none",
+    )
+    web_proxy_from: Annotated[list[str], NoDecode] = _env(
+        "SESSIONS_WEB_PROXY_FROM",
+        meaning="with `SESSIONS_WEB_AUTH=proxy`: the addresses the proxy connects from, as "
+        "comma-separated networks; any other peer is refused",
+        expect="IP networks such as 10.0.0.0/8 separated by commas",
+        shown_default="`127.0.0.1/32,::1/128`",
+        default_factory=lambda: ["127.0.0.1/32", "::1/128"],
+    )
+    web_session_ttl: float = _env(
+        "SESSIONS_WEB_SESSION_TTL",
+        12 * 3600.0,
+        meaning="how long a log-in to the inbox lasts",
+        expect="a duration such as 12h",
+        shown_default="12h",
+    )
+    web_refresh: float = _env(
+        "SESSIONS_WEB_REFRESH",
+        10.0,
+        meaning="seconds between two refreshes of an open inbox page",
+        expect="a number of seconds, at least 2",
+        shown_default="10",
+        ge=2,
+        le=3600,
+    )
+
+    @field_validator("web_auth", mode="before")
+    @classmethod
+    def _auth(cls, value: Any) -> Any:
+        return _one_of(value, get_args(WebAuth))
+
+    @field_validator("web_session_ttl", mode="before")
+    @classmethod
+    def _session_ttl(cls, value: Any) -> Any:
+        return _duration_field("SESSIONS_WEB_SESSION_TTL", value, least=60)
+
+    @field_validator("web_proxy_header")
+    @classmethod
+    def _header(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9-]{1,100}", value.strip()):
+            raise ValueError(
+                f"SESSIONS_WEB_PROXY_HEADER must be a header name (letters, digits, '-'), "
+                f"not {value!r}"
+            )
+        return None if value is None else value.strip()
+
+    @field_validator("web_proxy_from", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        for n, entry in enumerate(entries, start=1):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"SESSIONS_WEB_PROXY_FROM entry {n} must be an IP network such as "
+                    f"10.0.0.0/8 or an address, not {entry!r}"
+                ) from None
+        if not entries:
+            raise ValueError("SESSIONS_WEB_PROXY_FROM must name at least one network")
+        return entries
+
+    @model_validator(mode="after")
+    def _proxy(self) -> Self:
+        if self.web_auth == "proxy" and self.web_proxy_header is None:
+            raise PydanticCustomError(
+                "web_settings",
+                "SESSIONS_WEB_AUTH=proxy needs SESSIONS_WEB_PROXY_HEADER: the header your "
+                "proxy names the user in",
+            )
+        return self
+
+    @property
+    def users_file(self) -> Path:
+        return self.web_users or self.data_dir / WEB_USERS_FILE
+
+    @property
+    def proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(entry, strict=False) for entry in self.web_proxy_from]
+
+
+WEB_USERS_FILE = "web-users"
+
+
 # ---------------------------------------------------------------- the documented whole
 
 
@@ -764,6 +957,7 @@ _GROUPS: tuple[type[_Settings], ...] = (
     WorkerSettings,
     CliSettings,
     CodecServerSettings,
+    WebSettings,
 )
 """The order of the README's table: by part, then what each process adds."""
 
