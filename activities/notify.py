@@ -10,7 +10,10 @@ redelivery after a crash carries the same `Sessions-Event-Id`.
 
 URLs and secrets are resolved here from the worker's settings: they never enter the notice, the
 result, an error message or a log line (those name the sink's kind and host only), so never the
-workflow's history.
+workflow's history. With `SESSIONS_WEB_URL` and `SESSIONS_WEB_SECRET`, a notice of a waiting gate
+also carries one-click approve and reject links to the inbox (`common.signing.decision_link`):
+signed tokens bound to the gate and the decision, expiring; they open a confirm page and never
+decide by themselves.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ from temporalio.workflow import ActivityConfig
 from activities._heartbeat import heartbeating
 from activities._retry import backoff
 from common.ids import workflow_id_for
-from common.settings import NotifySettings, NotifySinks
+from common.settings import NotifySettings, NotifySinks, WebLinkSettings
+from common.signing import decision_link
 from common.units import format_span
 from ledger import GateEvent, Ledger, NoticeAbout, gate_digest
 from telemetry.instruments import count_notice
@@ -203,7 +207,13 @@ def describe_sinks(settings: NotifySettings) -> str:
     shared = [sink.label for sink in _sinks_of(settings.sinks(""))]
     said = ", ".join(shared) if shared else "off (no SESSIONS_NOTIFY_URL or _SLACK_URL)"
     own = settings.orgs_with_own_sinks
-    return said + (f"; orgs with their own: {', '.join(own)}" if own else "")
+    said += f"; orgs with their own: {', '.join(own)}" if own else ""
+    if shared or own:
+        links = settings.web_url and settings.link_secret
+        said += "; one-click links: " + (
+            "on" if links else "off (needs SESSIONS_WEB_URL and SESSIONS_WEB_SECRET)"
+        )
+    return said
 
 
 class GateNotifier:
@@ -274,12 +284,12 @@ class GateNotifier:
 
     async def _deliver(self, sink: _Sink, notice: GateNotice) -> datetime | str:
         """When the sink took the notice (a 2xx), or why it did not (one safe phrase)."""
-        web_url = self._settings.web_url
+        web, now = self._settings, datetime.now(UTC)
         headers = {"Content-Type": "application/json", "User-Agent": "session-worker"}
         if sink.kind == "slack":
-            body = _json(_slack_message(notice, web_url=web_url, now=datetime.now(UTC)))
+            body = _json(_slack_message(notice, web=web, now=now))
         else:
-            body = _json(_webhook_body(notice, web_url=web_url))
+            body = _json(_webhook_body(notice, web=web, now=now))
             headers[EVENT_ID_HEADER] = event_id(notice.session_id, notice.gate, notice.about)
             if sink.secret is not None:
                 secret = sink.secret.get_secret_value()
@@ -416,9 +426,49 @@ def _deadline(notice: GateNotice) -> datetime | None:
     return _utc(notice.waiting_since) + timedelta(seconds=notice.timeout_seconds)
 
 
-def _decide(notice: GateNotice, *, web_url: str | None) -> dict[str, Any]:
-    """How to decide the gate: the exact commands (while it waits) and the inbox link."""
+def _link_expiry(notice: GateNotice, ttl: float) -> datetime:
+    """When a notice's one-click links expire, in whole seconds (as the token holds it): `ttl`
+    after the gate started waiting, never past its deadline. It depends on the notice alone, so
+    a redelivery and a reminder carry the same links."""
+    base = _utc(notice.waiting_since or notice.requested_at)
+    expires = base + timedelta(seconds=ttl)
+    deadline = _deadline(notice)
+    if deadline is not None:
+        expires = min(expires, deadline)
+    return datetime.fromtimestamp(int(expires.timestamp()), UTC)
+
+
+def _links(notice: GateNotice, *, web: WebLinkSettings, now: datetime) -> dict[str, str]:
+    """The one-click links (`approve`, `reject`) of a waiting gate: each opens a confirm page in
+    the inbox, never decides by itself. Empty without the inbox's URL and key, once the gate is
+    decided, or once they have expired (the inbox would refuse them)."""
+    key = web.link_secret
+    if notice.about not in _OPEN or not web.web_url or key is None:
+        return {}
+    expires = _link_expiry(notice, web.web_link_ttl)
+    if expires <= now:
+        return {}
+    base = web.web_url.rstrip("/")
+    return {
+        decision: base
+        + "/links/"
+        + decision_link(
+            key,
+            session_id=notice.session_id,
+            gate=notice.gate,
+            decision=decision,
+            requested_at=_utc(notice.requested_at),
+            expires_at=expires,
+        )
+        for decision in ("approve", "reject")
+    }
+
+
+def _decide(notice: GateNotice, *, web: WebLinkSettings, now: datetime) -> dict[str, Any]:
+    """How to decide the gate: the exact commands and the one-click links (while it waits), and
+    the inbox link."""
     url = None
+    web_url = web.web_url
     if web_url:
         session, gate = (quote(part, safe="") for part in (notice.session_id, notice.gate))
         url = f"{web_url.rstrip('/')}/sessions/{session}/gates/{gate}"
@@ -434,11 +484,12 @@ def _decide(notice: GateNotice, *, web_url: str | None) -> dict[str, Any]:
                 for verb in ("approve", "reject")
             ),
         ]
-    return {"commands": commands, "url": url}
+    return {"commands": commands, "url": url, "links": _links(notice, web=web, now=now)}
 
 
-def _webhook_body(notice: GateNotice, *, web_url: str | None) -> dict[str, Any]:
-    """The webhook's JSON: the same bytes on every redelivery of one announcement."""
+def _webhook_body(notice: GateNotice, *, web: WebLinkSettings, now: datetime) -> dict[str, Any]:
+    """The webhook's JSON: the same bytes on every redelivery of one announcement (`now` only
+    drops one-click links that have expired)."""
     deadline = _deadline(notice)
     return {
         "type": _TYPES[notice.about],
@@ -465,7 +516,7 @@ def _webhook_body(notice: GateNotice, *, web_url: str | None) -> dict[str, Any]:
             "running_seconds": notice.running_seconds,
             "paused_seconds": notice.paused_seconds,
         },
-        "decide": _decide(notice, web_url=web_url),
+        "decide": _decide(notice, web=web, now=now),
     }
 
 
@@ -475,6 +526,13 @@ _SLACK_TEXT = 3000
 """Slack's limit on a section's or a context element's text."""
 _SLACK_FIELD = 2000
 _SLACK_HEADER = 150
+_SLACK_URL = 3000
+"""Slack's limit on a button's `url`: a longer one fails the whole message."""
+_BUTTONS = {
+    "approve": ("Approve… (confirm in inbox)", "primary"),
+    "reject": ("Reject… (confirm in inbox)", "danger"),
+}
+"""A one-click link's button: its text (at most 75 characters) says it opens a confirm page."""
 _HEADINGS = {
     "requested": "Waiting for approval",
     "reminder": "Still waiting for approval",
@@ -497,7 +555,7 @@ def _mrkdwn(text: object, *, limit: int = _SLACK_TEXT) -> str:
     return cut + "…"
 
 
-def _slack_message(notice: GateNotice, *, web_url: str | None, now: datetime) -> dict[str, Any]:
+def _slack_message(notice: GateNotice, *, web: WebLinkSettings, now: datetime) -> dict[str, Any]:
     """A Block Kit message: what waits (or how it ended), the facts, the details, how to decide."""
     name = notice.title or notice.gate
     heading = f"{_HEADINGS[notice.about]}: {name}"
@@ -527,7 +585,10 @@ def _slack_message(notice: GateNotice, *, web_url: str | None, now: datetime) ->
     ]
     if notice.details:
         blocks.append(_section(f"```{_mrkdwn(notice.details, limit=_SLACK_TEXT - 6)}```"))
-    decide = _decide(notice, web_url=web_url)
+    decide = _decide(notice, web=web, now=now)
+    links: dict[str, str] = decide["links"]
+    if links and all(len(url) <= _SLACK_URL for url in links.values()):
+        blocks.append({"type": "actions", "elements": [_button(d, u) for d, u in links.items()]})
     how = [f"`{_mrkdwn(command)}`" for command in decide["commands"]]
     if decide["url"]:
         how.append(f"<{decide['url']}|Open in the approvals inbox>")
@@ -565,6 +626,18 @@ def _outcome(notice: GateNotice) -> str:
     if notice.timeout_seconds is not None:
         return f"{summary}\nUndecided after {format_span(notice.timeout_seconds)}: {consequence}."
     return summary
+
+
+def _button(decision: str, url: str) -> dict[str, Any]:
+    """A URL button: Slack opens the link in the browser (the inbox's confirm page)."""
+    text, style = _BUTTONS[decision]
+    return {
+        "type": "button",
+        "action_id": f"gate-{decision}-link",
+        "text": {"type": "plain_text", "text": text},
+        "url": url,
+        "style": style,
+    }
 
 
 def _section(text: str) -> dict[str, Any]:

@@ -204,6 +204,7 @@ async def test_the_webhook_gets_a_signed_notice_with_every_field(
                 """--input '{"gate": "deploy prod", "by": "WHO"}'""",
             ],
             "url": "https://inbox.example.com/approvals/sessions/s-1/gates/deploy%20prod",
+            "links": {},  # no SESSIONS_WEB_SECRET: no one-click links
         },
     }
 

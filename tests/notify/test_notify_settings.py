@@ -155,5 +155,14 @@ def test_the_worker_says_where_notices_go_without_a_path_token_or_secret(
     said = describe_sinks(settings)
     assert said == (
         "webhook to hooks.example.com, slack webhook to hooks.slack.com; orgs with their own: ACME"
+        "; one-click links: off (needs SESSIONS_WEB_URL and SESSIONS_WEB_SECRET)"
     )
     assert not any(part in said for part in ("tok-123", "whsec", "secretpart", "/services"))
+
+    web_secret = "web-secret-" + "k" * 32
+    settings = load(
+        monkeypatch, SESSIONS_WEB_URL="https://inbox.example.com", SESSIONS_WEB_SECRET=web_secret
+    )
+    said = describe_sinks(settings)
+    assert said.endswith("; orgs with their own: ACME; one-click links: on")
+    assert web_secret not in said and "k" * 32 not in said
