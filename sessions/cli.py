@@ -222,13 +222,23 @@ def cli(ctx: click.Context) -> None:
     help="E2B emulator API port (envd listens on the next port).",
 )
 @click.option(
+    "--web-port",
+    type=click.IntRange(1, 65535),
+    default=8088,
+    show_default=True,
+    help="The approvals inbox (`sessions web`).",
+)
+@click.option(
     "--data-dir",
     type=click.Path(file_okay=False),
     default=None,
     help="Where the Temporal database, ledger and logs live (env SESSIONS_DATA_DIR; ./.sessions).",
 )
-def dev(port: int, ui_port: int | None, emulator_port: int, data_dir: str | None) -> int:
-    """Run everything here: Temporal dev server (persistent, Web UI), E2B emulator and a worker.
+def dev(
+    port: int, ui_port: int | None, emulator_port: int, web_port: int, data_dir: str | None
+) -> int:
+    """Run everything here: Temporal dev server (persistent, Web UI), E2B emulator, a worker and
+    the approvals inbox (a local user is made on first run: the banner says how to log in).
 
     Ctrl-C stops it all. A restart keeps Temporal's state and the ledger (in the data
     directory), not the sandboxes (in the emulator's memory): a session whose sandbox was live
@@ -243,6 +253,7 @@ def dev(port: int, ui_port: int | None, emulator_port: int, data_dir: str | None
             ui_port=ui_port or port + 1000,
             emulator_port=emulator_port,
             envd_port=emulator_port + 1,
+            web_port=web_port,
             data_dir=data_dir,
         )
     )
@@ -841,6 +852,11 @@ def _price(value: float | None) -> float:
     from common.settings import CliSettings
 
     return CliSettings.load(price_per_second=value).price_per_second
+
+
+from sessions.web.cli import web as _web  # noqa: E402  (its own module: the inbox is a part)
+
+cli.add_command(_web)
 
 
 # ---------------------------------------------------------------- entry point

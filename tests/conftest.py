@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.reliability",
     "tests.fixtures.telemetry",
     "tests.fixtures.chaos",
+    "tests.fixtures.web",
 ]
 
 _FIGURES: list[tuple[str, str]] = []
