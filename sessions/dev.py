@@ -6,7 +6,10 @@
   and die with it, but its records of them are kept in `<data dir>/emulator-state.json`, so the
   next emulator knows when they died;
 - a session worker, in this process, whose provider points at the emulator;
-- the billing ledger, a SQLite file in the data directory (unless LEDGER_URL says otherwise).
+- the billing ledger, a SQLite file in the data directory (unless LEDGER_URL says otherwise);
+- the approvals inbox (`sessions web`), in this process, with its own key in
+  `<data dir>/web-secret` (so log-ins and the notices' links survive a restart) and, when its
+  users file has nobody yet, a local user whose token is in `<data dir>/web-token`.
 
 It writes `<data dir>/dev.env` (Temporal address, namespace, task queue, ledger URL; never a
 key) so that other `sessions` commands run with the same data directory find this stack.
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ConfigError, SessionsError
-from common.settings import WorkerSettings
+from common.settings import WebSettings, WorkerSettings
 from sessions.dev_env import data_dir as resolve_data_dir
 from sessions.dev_env import dev_env_path, write_dev_env
 
@@ -48,6 +51,59 @@ CHECK_SECONDS = 15.0
 _PR_SET_PDEATHSIG = 1
 
 
+WEB_SECRET_FILE = "web-secret"
+WEB_TOKEN_FILE = "web-token"
+
+
+def dev_web_secret(directory: Path) -> str:
+    """The local inbox's key: made once, kept in the data directory (mode 0600), so a restart
+    keeps people logged in and the links in earlier notices valid."""
+    path = directory / WEB_SECRET_FILE
+    with contextlib.suppress(FileNotFoundError):
+        secret = path.read_text().strip()
+        if len(secret) >= 32:
+            return secret
+    secret = secrets.token_hex(32)
+    _write_private(path, secret + "\n")
+    return secret
+
+
+def dev_web_user(settings: WebSettings, directory: Path) -> str:
+    """How to log in to the local inbox. With nobody in its users file yet, a user named after
+    this account (else `dev`) is made, its token kept in `<data dir>/web-token` (mode 0600):
+    said, never printed."""
+    if settings.web_auth != "users":
+        return f"users from the proxy header {settings.web_proxy_header}"
+    from sessions.web.users import UsersFile, check_name, new_token
+
+    users = UsersFile(settings.users_file)
+    token_file = directory / WEB_TOKEN_FILE
+    names = users.names()
+    if not names:
+        try:
+            name = check_name(os.environ.get("USER") or "dev")
+        except SessionsError:
+            name = "dev"
+        token = new_token()
+        users.add(name, token)
+        _write_private(token_file, f"{name}\n{token}\n")
+        names = [name]
+    if token_file.exists():
+        first = token_file.read_text().split("\n", 1)[0].strip()
+        if first and users.get(first) is not None:
+            return f"log in as {first}: the token is in {token_file}"
+    return f"log in as one of {', '.join(names[:3])}: `sessions web add-user NAME` adds one"
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    tmp.replace(path)
+
+
 class PortInUse(SessionsError):
     """A port `sessions dev` needs is taken."""
 
@@ -58,6 +114,7 @@ class DevOptions:
     ui_port: int = 8233
     emulator_port: int = 49982
     envd_port: int = 49983
+    web_port: int = 8088
     data_dir: str | None = None
     host: str = "127.0.0.1"
 
@@ -157,13 +214,20 @@ class _Dev:
                 "Temporal Web UI, --ui-port": opts.ui_port,
                 "emulator API, --emulator-port": opts.emulator_port,
                 "emulator envd, --emulator-port + 1": opts.envd_port,
+                "approvals inbox, --web-port": opts.web_port,
             },
         )
         binary = temporal_binary()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._configure_logging()
         os.environ["SESSIONS_DATA_DIR"] = str(self.data_dir)
+        inbox_url = f"http://{opts.host}:{opts.web_port}"
+        # The worker signs the notices' one-click links with the inbox's key, and links to it.
+        os.environ.setdefault("SESSIONS_WEB_SECRET", dev_web_secret(self.data_dir))
+        os.environ.setdefault("SESSIONS_WEB_URL", inbox_url)
         settings = WorkerSettings.load()  # a bad setting stops us before anything starts
+        web_settings = WebSettings.load(web_host=opts.host, web_port=opts.web_port)
+        login = dev_web_user(web_settings, self.data_dir)
         tasks: list[asyncio.Task[Any]] = []
         try:
             self.temporal = await self._start_temporal(binary)
@@ -181,6 +245,16 @@ class _Dev:
                 run_worker(settings, client=client, provider=provider, stop=self.stop)
             )
             tasks.append(worker_task)
+            from sessions.web.server import run_inbox
+
+            inbox_ready = asyncio.Event()
+            inbox_task = asyncio.create_task(
+                run_inbox(web_settings, client=client, stop=self.stop, ready=inbox_ready)
+            )
+            tasks.append(inbox_task)
+            ready_wait = asyncio.create_task(inbox_ready.wait())
+            await asyncio.wait({ready_wait, inbox_task}, return_when=asyncio.FIRST_COMPLETED)
+            ready_wait.cancel()
             # run_worker owns SIGINT/SIGTERM while it runs (it sets the same `stop`).
             # A signal waits in Temporal until the worker polls: no need to wait for it.
             asked = await self._ask_open_sessions(client, settings.task_queue)
@@ -202,7 +276,7 @@ class _Dev:
                 },
                 pid=os.getpid(),
             )
-            self._banner(address, core, ledger_url, settings.task_queue)
+            self._banner(address, core, ledger_url, settings.task_queue, inbox_url, login)
             waiter = asyncio.create_task(self.stop.wait())
             temporal_exit = asyncio.create_task(self.temporal.wait())
             done, _ = await asyncio.wait(
@@ -385,7 +459,15 @@ class _Dev:
             sandbox_url=core.sandbox_url,
         )
 
-    def _banner(self, address: str, core: Any, ledger_url: str, task_queue: str) -> None:
+    def _banner(
+        self,
+        address: str,
+        core: Any,
+        ledger_url: str,
+        task_queue: str,
+        inbox_url: str,
+        login: str,
+    ) -> None:
         from ledger import mask_url
 
         opts = self.options
@@ -399,6 +481,7 @@ class _Dev:
             f"  E2B emulator {core.api_url}  (templates: base, demo-runner, donmai-worker)",
             f"  ledger       {mask_url(ledger_url)}",
             f"  worker       task queue {task_queue}  (log {self.data_dir / 'dev.log'})",
+            f"  inbox        {inbox_url}  ({login})",
             "",
             "In another terminal:",
             f"  {prefix}sessions start --org demo --template demo-runner",
@@ -424,11 +507,12 @@ class _Dev:
         return ""
 
     async def _shutdown(self, tasks: list[asyncio.Task[Any]]) -> None:
-        """Worker first (it drains), then the emulator (kills sandboxes), then Temporal."""
-        for task in reversed(tasks):  # [emulator, worker]
+        """Inbox and worker first (they stop on `stop`), then the emulator (kills sandboxes),
+        then Temporal."""
+        for task in reversed(tasks):  # [emulator, worker, inbox]
             if task.done():
                 continue
-            if task is not tasks[0]:  # the worker drains on `stop`
+            if task is not tasks[0]:  # the worker drains on `stop`, the inbox closes
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(task), 40)
             task.cancel()

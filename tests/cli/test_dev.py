@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -99,14 +100,27 @@ class Dev:
             self.proc.kill()
 
 
+async def _log_in_to_the_inbox(port: int, name: str, token: str) -> None:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        page = await http.get("/login")
+        csrf = re.search(r'name="csrf" value="([^"]*)"', page.text)
+        assert page.status_code == 200 and csrf, page.text
+        done = await http.post("/login", data={"csrf": csrf[1], "name": name, "token": token})
+        assert done.status_code == 303, done.text
+        inbox = await http.get("/inbox")
+        assert inbox.status_code == 200 and f'id="whoami">{name}<' in inbox.text
+
+
 async def test_dev_runs_the_stack_stops_on_ctrl_c_and_keeps_sessions(tmp_path: Path) -> None:
     """A restart keeps Temporal's state and the ledger, not the sandboxes: the session that was
     running finds out at once (`sessions dev` asks it to check), ends `lost`, and its cost row
     bills it up to the moment the first `sessions dev` stopped, not a second more or less."""
     data = tmp_path / "data"
     port, ui_port, emu_port = _free_port(), _free_port(), _free_port(pair=True)
-    env = clean_env(SESSIONS_DATA_DIR=str(data))
+    web_port = _free_port()
+    env = clean_env(SESSIONS_DATA_DIR=str(data), USER="dana")
     ports = ["--port", str(port), "--ui-port", str(ui_port), "--emulator-port", str(emu_port)]
+    ports += ["--web-port", str(web_port)]
     cli = Cli(env=env, cwd=tmp_path)  # no TEMPORAL_ADDRESS: it must find dev.env
     dev = Dev(tmp_path, env, ports)
     try:
@@ -117,6 +131,15 @@ async def test_dev_runs_the_stack_stops_on_ctrl_c_and_keeps_sessions(tmp_path: P
         assert (data / "dev.env").exists()
         async with httpx.AsyncClient() as http:  # the Web UI answers
             assert (await http.get(f"http://127.0.0.1:{ui_port}/")).status_code == 200
+        # the approvals inbox: a local user, its token kept (never printed) in the data dir
+        token_file = data / "web-token"
+        inbox = f"inbox        http://127.0.0.1:{web_port}  (log in as dana: the token is in "
+        assert inbox in text, text
+        name, token = token_file.read_text().split()
+        assert name == "dana" and token not in text
+        for private in (token_file, data / "web-secret", data / "web-users"):
+            assert private.stat().st_mode & 0o077 == 0, private
+        await _log_in_to_the_inbox(web_port, name, token)
 
         sid = (await cli("start", "--org", "demo", "--template", "demo-runner")).ok().out.strip()
         for _ in range(100):
@@ -147,6 +170,9 @@ async def test_dev_runs_the_stack_stops_on_ctrl_c_and_keeps_sessions(tmp_path: P
 
         again = await dev.start()  # the same data directory: the session is still there
         restarted = asyncio.get_running_loop().time()
+        # the same user and token: made once, kept across restarts
+        assert token_file.read_text().split() == [name, token]
+        await _log_in_to_the_inbox(web_port, name, token)
         assert "sessions dev: asked 1 open session to check its sandbox" in again, again
         listed = json.loads((await cli("list", "--json")).ok().out)
         assert sid in [row["session_id"] for row in listed]
