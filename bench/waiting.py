@@ -1,8 +1,10 @@
-"""Waiting list: N sessions parked at a gate, then `SessionClient.waiting()` timed.
+"""Waiting list: N sessions parked at a gate, then `SessionClient.waiting()` timed, and the
+approvals inbox's page of them (`GET /inbox`, rendered, logged in).
 
 `python -m bench.waiting --sessions 1000`. The list must come from visibility alone: the bench
 counts the visibility RPCs the client sends and the queries the worker receives while listing
-(a workflow interceptor on the in-process worker), and fails unless they are 1 and 0.
+(a workflow interceptor on the in-process worker), and fails unless they are 1 and 0; the page
+must show every gate, and ask no worker either.
 """
 
 from __future__ import annotations
@@ -118,6 +120,7 @@ async def run_waiting(workdir: Path, *, n: int, runs: int, concurrency: int) -> 
             rows = await client.waiting(org_id="bench")
             times.append(time.perf_counter() - t)
             returned.append((len(rows), sum(len(r.gates) for r in rows)))
+        page_times, shown = await _inbox_pages(stack, client, workdir, runs=runs)
         queries = counter.queries - queries_before
     return {
         "sessions": n,
@@ -128,7 +131,46 @@ async def run_waiting(workdir: Path, *, n: int, runs: int, concurrency: int) -> 
         "p50_ms": round((percentile(times, 50) or 0) * 1000),
         "max_ms": round(max(times) * 1000),
         "runs": runs,
+        "page_p50_ms": round((percentile(page_times, 50) or 0) * 1000),
+        "page_max_ms": round(max(page_times) * 1000),
+        "page_rows": shown,
     }
+
+
+async def _inbox_pages(
+    stack: Stack, client: SessionClient, workdir: Path, *, runs: int
+) -> tuple[list[float], list[int]]:
+    """`GET /inbox?org=bench` `runs` times through the inbox app (in process, logged in): the
+    seconds each took and the gate rows each showed."""
+    import httpx
+
+    from common.settings import WebSettings
+    from sessions.web.app import build_app
+    from sessions.web.users import UsersFile
+
+    key, token = "bench-inbox-key-" + "k" * 32, "bench-token-0123456789"
+    users = UsersFile(workdir / "web-users")
+    users.add("bench", token, replace=True)
+    settings = WebSettings.load(
+        web_secret=key, web_users=str(users.path), task_queue=stack.task_queue
+    )
+    app = build_app(
+        settings, client=client, key=key.encode(), users=users, ledger_url=stack.ledger_url
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+        page = await http.get("/login")
+        csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
+        await http.post("/login", data={"csrf": csrf, "name": "bench", "token": token})
+        times, shown = [], []
+        for _ in range(runs):
+            t = time.perf_counter()
+            answer = await http.get("/inbox?org=bench")
+            times.append(time.perf_counter() - t)
+            if answer.status_code != 200:
+                raise BenchError(f"the inbox answered {answer.status_code}")
+            shown.append(answer.text.count("<tr data-session="))
+    return times, shown
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -148,8 +190,15 @@ def command(n: int, runs: int, concurrency: int, workdir: str) -> int:
         f"worker queries during listing: {r['worker_queries_during_listing']}",
         flush=True,
     )
+    print(
+        f"inbox page: {r['page_rows'][0]} gates shown in {r['page_p50_ms']} ms "
+        f"(GET /inbox, logged in, rendered; p50 of {runs}; max {r['page_max_ms']} ms)",
+        flush=True,
+    )
     if any(found != (n, n) for found in r["returned"]):
         raise BenchError(f"expected {n} sessions and {n} gates every run, got {r['returned']}")
+    if any(rows != n for rows in r["page_rows"]):
+        raise BenchError(f"expected the inbox to show {n} gates every run, got {r['page_rows']}")
     if r["worker_queries_during_listing"] or rpcs != 1:
         raise BenchError("the waiting list asked a worker, or took more than one page")
     return 0

@@ -85,12 +85,13 @@ def build_app(
         Route("/logout", inbox.logout, methods=["POST"]),
         Route("/inbox", inbox.page(inbox.inbox)),
         Route("/sessions/{session_id}", inbox.page(inbox.session)),
-        Route("/sessions/{session_id}/gates/{gate}", inbox.page(inbox.gate)),
+        # A gate's name may hold a `/` (sent as %2F, decoded before routing): `path` takes it.
         Route(
-            "/sessions/{session_id}/gates/{gate}/decide",
+            "/sessions/{session_id}/gates/{gate:path}/decide",
             inbox.page(inbox.decide),
             methods=["POST"],
         ),
+        Route("/sessions/{session_id}/gates/{gate:path}", inbox.page(inbox.gate)),
         Route("/links/{token}", inbox.page(inbox.link), methods=["GET", "POST"]),
         Route("/costs", inbox.page(inbox.costs)),
         Route("/costs.csv", inbox.page(inbox.costs_csv)),
@@ -242,6 +243,7 @@ class _Inbox:
             if viewer.name is not None:
                 return RedirectResponse(target, status_code=303)
             return self.render(request, "login.html", viewer=viewer, next=target, name="")
+        form: dict[str, str] = {}
         try:
             form = await self.form(request)
             self.auth.check_post(request, viewer, form.get("csrf"))
@@ -257,7 +259,7 @@ class _Inbox:
                 err.status,
                 viewer=viewer,
                 next=target,
-                name=(form.get("name", "") if "form" in locals() else "")[:200],
+                name=form.get("name", "")[:200],
                 problem=str(err),
             )
         value, _ = self.auth.login_cookie(user)

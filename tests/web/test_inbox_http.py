@@ -3,10 +3,12 @@ gets. (The browser tests drive the same pages in Chromium.)"""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 from common.signing import decision_link, requested_ms
 from sessions.web.guard import SECURITY_HEADERS
@@ -261,3 +263,50 @@ async def test_filters_and_bad_filters(web_stack: WebStack) -> None:
         assert session_id not in (await http.get(f"/inbox?org={org}&issue=ISS-1")).text
         bad = await http.get('/inbox?org=a"b')
         assert bad.status_code == 400 and "quotes" in bad.text
+
+
+async def test_a_gate_whose_name_holds_a_slash_and_unicode_is_reachable(
+    web_stack: WebStack,
+) -> None:
+    name = "deploy/prod — über"
+    session_id = await web_stack.park(name)
+    quoted = quote(name, safe="")
+    async with web_stack.logged_in("ana") as http:
+        page = await http.get(f"/sessions/{session_id}/gates/{quoted}")
+        assert page.status_code == 200 and name in _unescaped(page.text)
+        assert f'action="/sessions/{session_id}/gates/{quoted}/decide"' in page.text
+        requested = re.search(r'name="requested" value="(\d+)"', page.text)
+        assert requested
+        done = await http.post(
+            f"/sessions/{session_id}/gates/{quoted}/decide",
+            data={"csrf": csrf_of(page.text), "decision": "approve", "requested": requested[1]},
+        )
+        assert done.status_code == 303, done.text
+    status = await web_stack.wait_for(session_id, lambda s: s.state == "running", what="running")
+    assert (status.gates[0].gate, status.gates[0].decided_by) == (name, "ana")
+
+
+async def test_two_people_deciding_at_once_one_decides_the_other_is_told(
+    web_stack: WebStack,
+) -> None:
+    session_id = await web_stack.park("deploy")
+    path = f"/sessions/{session_id}/gates/deploy"
+    async with web_stack.logged_in("ana") as ana, web_stack.logged_in("bob") as bob:
+        pages = [await ana.get(path), await bob.get(path)]
+        requested = str(requested_ms(await _requested(web_stack, session_id)))
+        answers = await asyncio.gather(
+            *(
+                http.post(
+                    f"{path}/decide",
+                    data={"csrf": csrf_of(page.text), "decision": verb, "requested": requested},
+                )
+                for http, page, verb in ((ana, pages[0], "approve"), (bob, pages[1], "reject"))
+            )
+        )
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [303, 409], [a.text[-400:] for a in answers]
+    loser = next(a for a in answers if a.status_code == 409)
+    status = await web_stack.client.status(session_id)
+    gate = status.gates[0]
+    assert gate.state in ("approved", "rejected") and gate.decided_by in ("ana", "bob")
+    assert f"already {gate.state}" in _unescaped(loser.text), loser.text[-400:]
