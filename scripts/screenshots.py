@@ -40,6 +40,7 @@ from sessions import SessionClient, dev  # noqa: E402
 from sessions.client import new_session_id  # noqa: E402
 from sessions.web.app import build_app  # noqa: E402
 from sessions.web.users import UsersFile  # noqa: E402
+from tests.fixtures.cli import poll_status  # noqa: E402
 from tests.fixtures.stack import Stack, serve_stack  # noqa: E402
 from tests.fixtures.web import (  # noqa: E402
     CHROMIUM_ARGS,
@@ -135,14 +136,7 @@ def chromium() -> str:
 async def until(
     client: SessionClient, session_id: str, ok: Callable[[SessionStatus], bool], what: str
 ) -> SessionStatus:
-    last = None
-    for _ in range(300):
-        with contextlib.suppress(Exception):
-            last = await client.status(session_id)
-            if ok(last):
-                return last
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"session {session_id} never {what}; last status: {last}")
+    return await poll_status(client, session_id, ok, timeout=30, what=f"{session_id} {what}")
 
 
 async def start(stack: Stack, client: SessionClient, scene: Scene, *, org: str, issue: str) -> str:
