@@ -44,6 +44,7 @@ from common.units import DEFAULT_PRICE_PER_SECOND, parse_duration
 
 __all__ = [
     "DEFAULT_DATA_DIR",
+    "LOOPBACK_NAMES",
     "DEFAULT_PRICE_PER_SECOND",
     "EXTERNAL",
     "CliSettings",
@@ -59,6 +60,7 @@ __all__ = [
     "WebLinkSettings",
     "WebSettings",
     "WorkerSettings",
+    "host_allowed",
     "org_var",
     "parse_duration",
     "parse_host",
@@ -116,6 +118,25 @@ def parse_host(value: str) -> tuple[str, int | None] | None:
     if port is not None and not 1 <= port <= 65535:
         return None
     return match["name"], port
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+"""Always answered at a server's own port."""
+
+
+def host_allowed(
+    given: list[str], server_port: int | None, hosts: set[tuple[str, int | None]]
+) -> bool:
+    """Whether a request's `Host` headers (`given`) name this server: one header, a loopback
+    name at its own port, or one of `hosts` ((name, port), or (name, None) for any port). What
+    the codec server and the inbox check first, so a DNS-rebinding page gets nothing."""
+    if len(given) != 1 or (parsed := parse_host(given[0])) is None:
+        return False
+    name, port = parsed
+    port = port or 80
+    if name in LOOPBACK_NAMES and port == server_port:
+        return True
+    return (name, port) in hosts or (name, None) in hosts
 
 
 def _env(

@@ -12,15 +12,14 @@ bounded. Sandboxes themselves (processes, files) never survive a restart.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
+
+from common.files import write_atomically
 
 from .errors import EmulatorError
 from .events import RETENTION
@@ -77,21 +76,6 @@ def load(path: Path) -> dict[str, SandboxRecord]:
     return restored
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """A reader (or a crash) sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-
-
 class StateKeeper:
     """Writes the manager's records to the state file as they change (one writer at a time)."""
 
@@ -120,7 +104,7 @@ class StateKeeper:
             )
             data = state.model_dump_json().encode()
             try:
-                await asyncio.to_thread(_write_atomically, self.path, data)
+                await asyncio.to_thread(write_atomically, self.path, data)
             except OSError as e:
                 if not self._failing:
                     log.error("cannot write the state file %s: %s", self.path, e.strerror or e)

@@ -46,7 +46,7 @@ from common.cli import CONTEXT_SETTINGS
 from common.cli import main as run_command
 from common.codec import KEYS_ENV, EncryptionCodec, PayloadKeyError, codec_for
 from common.errors import ConfigError
-from common.settings import CodecServerSettings, parse_host
+from common.settings import CodecServerSettings, host_allowed, parse_host
 
 log = logging.getLogger("sessions.codec_server")
 
@@ -55,8 +55,6 @@ DEFAULT_UI_ORIGINS = ("http://localhost:8233", "http://127.0.0.1:8233")
 
 _SETTINGS = CodecServerSettings.model_fields
 DEFAULT_MAX_BODY_BYTES: int = _SETTINGS["codec_max_body_bytes"].default
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
-"""Always answered at the server's own port."""
 
 AUTH_ENV = str(_SETTINGS["codec_auth"].validation_alias)
 HOSTS_ENV = str(_SETTINGS["codec_allowed_hosts"].validation_alias)
@@ -158,7 +156,7 @@ class _Guard:
         body = _Body(receive, headers.get("content-length", ""))
         app, allowed_origin = self.app, None
         origins = headers.getlist("origin")
-        if not self._host_allowed(headers.getlist("host"), server[1] if server else None):
+        if not host_allowed(headers.getlist("host"), server[1] if server else None, self.hosts):
             app = _error(
                 421,
                 "this codec server does not answer for that Host: call it at localhost, "
@@ -186,15 +184,6 @@ class _Guard:
             await send(message)
 
         await app(scope, body.receive, answer)
-
-    def _host_allowed(self, given: list[str], server_port: int | None) -> bool:
-        if len(given) != 1 or (parsed := parse_host(given[0])) is None:
-            return False
-        name, port = parsed
-        port = port or 80
-        if name in LOOPBACK_NAMES and port == server_port:
-            return True
-        return (name, port) in self.hosts or (name, None) in self.hosts
 
 
 class _Body:

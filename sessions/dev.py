@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ConfigError, SessionsError
+from common.files import write_atomically
 from common.settings import WebSettings, WorkerSettings
 from sessions.dev_env import data_dir as resolve_data_dir
 from sessions.dev_env import dev_env_path, write_dev_env
@@ -96,12 +97,7 @@ def dev_web_user(settings: WebSettings, directory: Path) -> str:
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    tmp.replace(path)
+    write_atomically(path, text.encode())  # mode 0600
 
 
 class PortInUse(SessionsError):

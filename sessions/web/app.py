@@ -43,7 +43,7 @@ from sessions.errors import (
 from sessions.web.auth import LOGIN_COOKIE, Auth, Refused, Viewer
 from sessions.web.guard import Guard
 from sessions.web.users import UsersFile
-from workflows.models import Gate, SessionStatus
+from workflows.models import ENDED_STATES, Gate, SessionStatus
 
 __all__ = ["build_app"]
 
@@ -52,7 +52,8 @@ HERE = Path(__file__).parent
 MAX_FORM_BYTES = 64 * 1024
 """A decision's form is a comment (4,000 characters) and two tokens: more is not ours."""
 COST_DAYS = (7, 30, 90, 365)
-RESUMING_STATES = {"resuming", "pausing", "provisioning", "launching", "terminating"}
+CHANGING_STATES = {"provisioning", "terminating"}
+"""A session on its way somewhere: its page follows it every 2 s."""
 
 Clock = Callable[[], datetime]
 Handler = Callable[[Request, Viewer], Awaitable[Response]]
@@ -98,7 +99,6 @@ def build_app(
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={Exception: inbox.failed})
-    app.state.inbox = inbox
     return Guard(app, settings=settings, auth=inbox.auth, error_page=inbox.error_bytes)  # type: ignore[return-value]
 
 
@@ -170,18 +170,24 @@ class _Inbox:
         if viewer is None:
             with contextlib.suppress(Refused):
                 viewer = self.auth.viewer(request)
-        html = self.templates.get_template(template).render(
+        html = self._html(template, viewer=viewer, path=request.url.path, code=code, **context)
+        return HTMLResponse(html, status_code=code)
+
+    def _html(
+        self, template: str, *, viewer: Viewer | None, path: str, code: int, **context: Any
+    ) -> str:
+        """A page: `template` with what every page is given (who, their CSRF token, the mode)."""
+        return self.templates.get_template(template).render(
             viewer=viewer,
             csrf=self.auth.csrf_token(viewer) if viewer is not None else "",
             auth_mode=self.auth.mode,
             refresh=self.settings.web_refresh,
             now=self.clock(),
             price=self.price,
-            path=request.url.path,
+            path=path,
             http_status=code,
             **context,
         )
-        return HTMLResponse(html, status_code=code)
 
     async def failed(self, request: Request, err: Exception) -> Response:
         """A bug or an outage we did not foresee: logged with its traceback, shown as one line."""
@@ -193,17 +199,7 @@ class _Inbox:
 
     def error_bytes(self, status: int, message: str) -> bytes:
         """An error page for the guard, which answers before any route (no viewer, no form)."""
-        html = self.templates.get_template("error.html").render(
-            viewer=None,
-            csrf="",
-            auth_mode=self.auth.mode,
-            refresh=0,
-            message=message,
-            status=status,
-            now=self.clock(),
-            path="",
-        )
-        return html.encode()
+        return self._html("error.html", viewer=None, path="", code=status, message=message).encode()
 
     async def form(self, request: Request) -> dict[str, str]:
         declared = request.headers.get("content-length")
@@ -262,7 +258,7 @@ class _Inbox:
                 name=form.get("name", "")[:200],
                 problem=str(err),
             )
-        value, _ = self.auth.login_cookie(user)
+        value = self.auth.login_cookie(user)
         response = RedirectResponse(target, status_code=303)
         max_age = int(self.settings.web_session_ttl)
         response.headers.append(
@@ -331,8 +327,8 @@ class _Inbox:
             flash_text=flash_text,
             timeline=timeline_svg(status.segments, now=now, gates=status.gates),
             cost=status.running_seconds * self.price,
-            live=status.state not in ("finished", "failed", "cancelled", "lost"),
-            moving=status.state in RESUMING_STATES or (flash is not None and settling),
+            live=status.state not in ENDED_STATES,
+            moving=status.state in CHANGING_STATES or (flash is not None and settling),
         )
 
     async def _audit(self, session_id: str) -> list[Any]:
@@ -493,11 +489,10 @@ class _Inbox:
     # ---------------------------------------------------------------- costs
 
     async def costs(self, request: Request, viewer: Viewer) -> Response:
-        from sessions.web.charts import costs_svg
+        from sessions.web.charts import costs_svg, key_totals
 
-        by, days = _cost_params(request)
-        today = self.clock().date()
-        span = [today - timedelta(days=n) for n in range(days - 1, -1, -1)]
+        by, span = _cost_params(request, today=self.clock().date())
+        days = len(span)
         charts = []
         totals: dict[str, list[dict[str, Any]]] = {}
         for key in (by,) if by else ("org", "issue"):
@@ -513,7 +508,10 @@ class _Inbox:
                     ),
                 }
             )
-            totals[key] = _totals(rows, price=self.price)
+            totals[key] = [
+                {"key": k, "running_seconds": seconds, "cost": seconds * self.price}
+                for k, seconds in key_totals(rows)
+            ]
         return self.render(
             request,
             "costs.html",
@@ -528,9 +526,8 @@ class _Inbox:
     async def costs_csv(self, request: Request, viewer: Viewer) -> Response:
         from sessions.web.charts import costs_csv
 
-        by, days = _cost_params(request)
-        key = by or "org"
-        since = self.clock().date() - timedelta(days=days - 1)
+        by, span = _cost_params(request, today=self.clock().date())
+        key, since = by or "org", span[0]
         rows = await self._daily(key, since=since)
         name = f"costs-by-{key}-{since.isoformat()}.csv"
         return Response(
@@ -576,7 +573,7 @@ def _after_decision(status: SessionStatus) -> tuple[str, bool]:
     settling = status.state == "paused" and not waiting
     if status.state == "running":
         return "the sandbox is running again", False
-    if status.state == "resuming" or settling:
+    if settling:
         return "the sandbox is resuming…", True
     if status.state == "paused":
         return "the session stays paused while another gate waits", False
@@ -629,22 +626,12 @@ def _inbox_rows(
     return rows
 
 
-def _cost_params(request: Request) -> tuple[str | None, int]:
+def _cost_params(request: Request, *, today: date) -> tuple[str | None, list[date]]:
+    """`by` (None: both) and the days asked for, oldest first, ending `today`."""
     by = request.query_params.get("by") or None
     if by not in (None, "org", "issue"):
         raise Refused(400, "costs are shown by org or by issue")
     raw = request.query_params.get("days", "30")
     if not raw.isdigit() or not 1 <= int(raw) <= 366:
         raise Refused(400, "days must be a whole number from 1 to 366")
-    return by, int(raw)
-
-
-def _totals(rows: list[Any], *, price: float) -> list[dict[str, Any]]:
-    sums: dict[str | None, float] = {}
-    for row in rows:
-        sums[row.key] = sums.get(row.key, 0.0) + row.running_seconds
-    ordered = sorted(sums.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
-    return [
-        {"key": key, "running_seconds": seconds, "cost": seconds * price}
-        for key, seconds in ordered
-    ]
+    return by, [today - timedelta(days=n) for n in range(int(raw) - 1, -1, -1)]

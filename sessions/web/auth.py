@@ -23,22 +23,19 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
-from typing import Literal
 
 from starlette.requests import Request
 
 from common.errors import SessionsError
 from common.settings import WebSettings, parse_host
 from common.signing import LinkExpired, TokenInvalid, digest, sign, unsign
-from common.text import first_unsafe
-from sessions.web.users import User, UsersFile
+from sessions.web.users import User, UsersError, UsersFile, check_name
 
 __all__ = ["Auth", "Refused", "Viewer"]
 
 LOGIN_COOKIE = "sessions_login"
 NONCE_COOKIE = "sessions_nonce"
 _LOGIN_PURPOSE = "login-cookie"
-MAX_NAME = 200
 FAILURES = 10
 """Failed log-ins allowed per name within `FAILURE_WINDOW` seconds (then that name waits)."""
 ADDRESS_FAILURES = 100
@@ -63,8 +60,6 @@ class Viewer:
     name: str | None
     nonce: str
     """What this browser's CSRF token is made from."""
-    via: Literal["cookie", "proxy"] | None = None
-    expires_at: datetime | None = None
 
 
 class Auth:
@@ -88,7 +83,7 @@ class Auth:
         given = request.scope.get("state", {}).get("nonce") or request.cookies.get(NONCE_COOKIE)
         nonce = given if isinstance(given, str) and _good_nonce(given) else ""
         if self.mode == "proxy":
-            return Viewer(name=self._proxy_user(request), nonce=nonce, via="proxy")
+            return Viewer(name=self._proxy_user(request), nonce=nonce)
         token = request.cookies.get(LOGIN_COOKIE)
         if token:
             viewer = self._from_cookie(token)
@@ -133,12 +128,7 @@ class Auth:
         if user is None or not hmac.compare_digest(fingerprint, self._fingerprint(user)):
             return None  # removed, or their token was replaced: that log-in is over
         assert isinstance(nonce, str)
-        return Viewer(
-            name=user.name,
-            nonce=nonce,
-            via="cookie",
-            expires_at=datetime.fromtimestamp(payload["e"], UTC),
-        )
+        return Viewer(name=user.name, nonce=nonce)
 
     def _fingerprint(self, user: User) -> str:
         return digest(self.key, "user", f"{user.name}\n{user.fingerprint_source}")[:22]
@@ -156,7 +146,7 @@ class Auth:
                     "too many failed log-ins: wait a few minutes and try again",
                 )
         user = None
-        if self.users is not None and 0 < len(name) <= MAX_NAME:
+        if self.users is not None:
             user = await self.users.authenticate(name.strip(), secret)
         if user is None:
             if len(self._failures) >= MAX_TRACKED:  # a spray of names must not grow it forever
@@ -187,7 +177,7 @@ class Auth:
             del self._failures[key]
         return len(seen) >= most
 
-    def login_cookie(self, user: User, *, now: datetime | None = None) -> tuple[str, Viewer]:
+    def login_cookie(self, user: User, *, now: datetime | None = None) -> str:
         """The cookie value that logs `user` in, with a new nonce (the CSRF token rotates)."""
         at = now or datetime.now(UTC)
         expires = at + timedelta(seconds=self.settings.web_session_ttl)
@@ -198,8 +188,7 @@ class Auth:
             "f": self._fingerprint(user),
             "e": int(expires.timestamp()),
         }
-        viewer = Viewer(name=user.name, nonce=nonce, via="cookie", expires_at=expires)
-        return sign(self.key, _LOGIN_PURPOSE, payload), viewer
+        return sign(self.key, _LOGIN_PURPOSE, payload)
 
     def cookie_header(self, name: str, value: str, *, max_age: int | None) -> str:
         """A `Set-Cookie` value: HttpOnly, SameSite=Lax, Path=/, Secure behind https."""
@@ -260,7 +249,9 @@ def _same_origin(origin: str, request: Request) -> bool:
 
 
 def check_user_name(name: str) -> str:
-    """A name from a proxy header, fit to show and to record as the decider."""
-    if len(name) > MAX_NAME or first_unsafe(name) is not None or ":" in name:
-        raise Refused(400, "the proxy's user header holds no usable user name")
-    return name
+    """A name from a proxy header, fit to show and to record as the decider: the rule of the
+    users file's names (`sessions.web.users.check_name`)."""
+    try:
+        return check_name(name)
+    except UsersError:
+        raise Refused(400, "the proxy's user header holds no usable user name") from None

@@ -32,6 +32,7 @@ __all__ = [
     "PALETTE",
     "costs_csv",
     "costs_svg",
+    "key_totals",
     "timeline_svg",
 ]
 
@@ -276,7 +277,7 @@ def costs_svg(
     "other"; a None key is "(no issue)". Dollars up the side, some days along the bottom (all of
     them when there are few), and a legend."""
     wanted = set(days)
-    groups = _top_keys(rows, price_per_second, wanted)
+    groups = _top_keys(rows, wanted)
     cost: dict[tuple[date, str], float] = defaultdict(float)
     running: dict[tuple[date, str], float] = defaultdict(float)
     members: dict[str, set[str | None]] = defaultdict(set)
@@ -421,16 +422,22 @@ def costs_csv(rows: Iterable[DailyCost], *, price_per_second: float, by: str) ->
     return out.getvalue()
 
 
-def _top_keys(
-    rows: Sequence[DailyCost], price_per_second: float, wanted: set[date]
-) -> dict[str | None, str]:
-    """The keys with their own colour, costliest first (then by name, None last), each mapped
-    to its stack (never `OTHER`, whatever the key is called); every other key is `OTHER`'s."""
+def key_totals(
+    rows: Iterable[DailyCost], wanted: set[date] | None = None
+) -> list[tuple[str | None, float]]:
+    """Running seconds per key (of the `wanted` days, else all), costliest first, then by name,
+    None last: the order of a chart's colours and of its totals table."""
     totals: dict[str | None, float] = defaultdict(float)
     for row in rows:
-        if row.day in wanted:
-            totals[row.key] += row.running_seconds * price_per_second
-    ranked = sorted(totals, key=lambda key: (-totals[key], key is None, key or ""))
+        if wanted is None or row.day in wanted:
+            totals[row.key] += row.running_seconds
+    return sorted(totals.items(), key=lambda kv: (-kv[1], kv[0] is None, kv[0] or ""))
+
+
+def _top_keys(rows: Sequence[DailyCost], wanted: set[date]) -> dict[str | None, str]:
+    """The keys with their own colour (`key_totals`' first), each mapped to its stack (never
+    `OTHER`, whatever the key is called); every other key is `OTHER`'s."""
+    ranked = [key for key, _ in key_totals(rows, wanted)]
     return {key: f"key-{index}" for index, key in enumerate(ranked[: len(PALETTE)])}
 
 

@@ -85,10 +85,7 @@ def add_user(name: str, password: bool, replace: bool, users_path: Path | None) 
     users = _users_file(users_path)
     existing = users.get(name)  # asked first: no password typed for nothing
     if existing is not None and not replace:
-        raise UsersError(
-            f"user {escape(existing.name)} is already in {users.path} (--replace gives them a "
-            "new one)"
-        )
+        raise users.taken(existing)
     secret = _read_password() if password else new_token()
     check_secret(secret, what="password" if password else "token")
     users.add(name, secret, replace=replace)

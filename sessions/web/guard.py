@@ -11,12 +11,11 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.settings import WebSettings, parse_host
+from common.settings import WebSettings, host_allowed, parse_host
 from sessions.web.auth import NONCE_COOKIE, Auth, _good_nonce, new_nonce
 
 __all__ = ["Guard", "SECURITY_HEADERS"]
 
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 OPEN_PATHS = ("/healthz",)
 """Answered for any Host and peer: a load balancer's or Kubernetes' probe."""
 
@@ -65,9 +64,6 @@ class Guard:
             self.hosts.add((bind[0], None))
         self.strict_transport = (settings.web_url or "").startswith("https://")
 
-    def __getattr__(self, name: str) -> object:  # `app.state`, `app.router` for tests
-        return getattr(self.app, name)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -77,7 +73,8 @@ class Guard:
         problem = None
         if path not in OPEN_PATHS:
             server = scope.get("server")
-            if not self._host_allowed(headers.getlist("host"), server[1] if server else None):
+            port = server[1] if server else None
+            if not host_allowed(headers.getlist("host"), port, self.hosts):
                 problem = (
                     421,
                     "this inbox does not answer for that host name: open it at the address "
@@ -128,12 +125,3 @@ class Guard:
             await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, answer)
-
-    def _host_allowed(self, given: list[str], server_port: int | None) -> bool:
-        if len(given) != 1 or (parsed := parse_host(given[0])) is None:
-            return False
-        name, port = parsed
-        port = port or 80
-        if name in LOOPBACK_NAMES and (port == server_port or server_port is None):
-            return True
-        return (name, port) in self.hosts or (name, None) in self.hosts

@@ -53,17 +53,14 @@ async def run_inbox(
 
     from sessions.client import SessionClient
     from sessions.web.app import build_app
-    from sessions.web.users import UsersFile
 
     key = inbox_key(settings)
-    users = UsersFile(settings.users_file) if settings.web_auth == "users" else None
     app = build_app(
         settings,
         client=SessionClient(
             client, task_queue=settings.task_queue, worker_timeout=settings.worker_timeout
         ),
         key=key,
-        users=users,
     )
     config = uvicorn.Config(
         app,

@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import os
 import re
 import secrets
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.errors import SessionsError
+from common.files import write_atomically
 from common.text import first_unsafe
 
 __all__ = [
@@ -218,11 +217,15 @@ class UsersFile:
             elif replace:
                 lines[old[0]] = entry
             else:
-                raise UsersError(
-                    f"user {old[1].name} is already in {self.path} (--replace gives them a new one)"
-                )
+                raise self.taken(old[1])
             self._write(lines)
         return user
+
+    def taken(self, user: User) -> UsersError:
+        """The refusal to add a name `user` already has."""
+        return UsersError(
+            f"user {user.name} is already in {self.path} (--replace gives them a new one)"
+        )
 
     def remove(self, name: str) -> bool:
         """Take `name` (any case) out of the file; False if no such user."""
@@ -306,37 +309,8 @@ class UsersFile:
         return User(name, stored)
 
     def _write(self, lines: list[str]) -> None:
-        """The whole file, or nothing: a temp file beside it, mode 0600, renamed over it."""
-        parent = self.path.parent
+        """The whole file, or nothing (mode 0600)."""
         try:
-            parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{self.path.name}.", suffix=".tmp")
+            write_atomically(self.path, "".join(lines).encode("utf-8"))
         except OSError as e:
             raise UsersError(f"cannot write the users file {self.path}: {e.strerror}") from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.writelines(lines)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-            _sync_dir(parent)
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise UsersError(f"cannot write the users file {self.path}: {e.strerror}") from None
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-
-
-def _sync_dir(path: Path) -> None:
-    """Make the rename itself durable (best effort: not every file system lets a directory be
-    opened)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
