@@ -56,7 +56,7 @@ CASES = [
     Case("web-requested-text", "POST", DECIDE, 409, "is not the one this form was for",
          form={"requested": "yesterday"}),
     Case("web-filter-quote", "GET", '/inbox?org=a"b', 400, "may not hold quotes"),
-    Case("web-filter-long", "GET", "/inbox?issue=" + "z" * 300, 400, "may not hold quotes"),
+    Case("web-filter-long", "GET", "/inbox?issue=" + "z" * 300, 400, "may be at most 200 characters"),
     Case("web-days-zero", "GET", "/costs?days=0", 400, "days must be a whole number from 1"),
     Case("web-days-huge", "GET", "/costs.csv?days=99999999999999999999", 400, "days must be"),
     Case("web-costs-by", "GET", "/costs?by=template", 400, "costs are shown by org or by issue"),
