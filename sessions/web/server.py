@@ -73,15 +73,21 @@ async def run_inbox(
         server_header=False,
     )
     server = quiet_server(config)
-    task = asyncio.create_task(server.serve())
+    where = f"{settings.web_host}:{settings.web_port}"
+
+    async def serving() -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn's word for "cannot listen": it must not end the process
+            raise ConfigError(f"the inbox could not listen on {where}") from None
+
+    task = asyncio.create_task(serving())
     try:
         while not server.started and not task.done():
             await asyncio.sleep(0.02)
         if task.done():
             task.result()
-            raise ConfigError(
-                f"the inbox could not listen on {settings.web_host}:{settings.web_port}"
-            )
+            raise ConfigError(f"the inbox could not listen on {where}")
         if ready is not None:
             ready.set()
         stopper = asyncio.create_task(stop.wait())
@@ -98,9 +104,11 @@ def serve(*, host: str | None = None, port: int | None = None) -> int:
     import signal
 
     from sessions.client import SessionClient
+    from sessions.dev import check_ports
 
     settings = WebSettings.load(web_host=host, web_port=port)
     inbox_key(settings)  # before connecting: the first thing to fix is said first
+    check_ports(settings.web_host, {"the approvals inbox, --port": settings.web_port})
 
     async def main() -> int:
         stop = asyncio.Event()

@@ -168,6 +168,20 @@ async def test_sessions_web_needs_its_secret_and_serves_until_sigterm(
     [line] = err.decode().splitlines()
     assert line.startswith("error: SESSIONS_WEB_SECRET is not set") and "openssl rand" in line
 
+    taken = int(web_stack.url.rsplit(":", 1)[1])  # the test inbox listens there
+    busy = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sessions", "web", "--port", str(taken),
+        env={**env, "SESSIONS_WEB_SECRET": SECRET},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(busy.communicate(), 30)
+    assert busy.returncode != 0
+    [line] = err.decode().splitlines()
+    assert line == (
+        f"error: port {taken} (the approvals inbox, --port) is already in use on 127.0.0.1: "
+        "stop whatever uses it (another `sessions dev`?) or choose another port"
+    )
+
     port = free_port()
     served = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sessions", "web", "--port", str(port),
