@@ -24,13 +24,13 @@ from .config import FaultSettings, ScriptedFault
 from .errors import EmulatorError, error_response
 from .records import SandboxRecord
 from .sandboxes import Sandbox
+from .versions import ENVD_VERSION
 
 if TYPE_CHECKING:
     from .server import EmulatorCore
 
 log = logging.getLogger("emulator")
 
-ENVD_VERSION = "0.6.7"
 CLIENT_ID = "emulator"
 _IDEMPOTENCY_KEY = re.compile(r"^[a-z0-9-]{1,255}$")
 
