@@ -51,6 +51,7 @@ NON_RETRYABLE_ERROR_TYPES = [
     "InvalidRequest",
     "SandboxGone",
     "SandboxNotOwned",
+    "SandboxPaused",
     "ExecTimeout",
 ]
 """Errors no retry can fix (also flagged `non_retryable` on the error itself)."""

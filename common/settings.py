@@ -217,6 +217,7 @@ def _one_of(value: Any, choices: tuple[str, ...], *, upper: bool = False) -> Any
 
 
 Tier = Literal["hobby", "pro"]
+OnTimeout = Literal["pause", "kill"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["text", "json"]
 
@@ -328,11 +329,35 @@ class ProviderSettings(_Settings):
         shown_default="the tier's",
         ge=0,
     )
+    e2b_max_lifetime: int | None = _env(
+        "E2B_MAX_LIFETIME",
+        meaning="seconds one run of a sandbox may last (E2B's cap: 3600 on `hobby`, 86400 on "
+        "`pro`), overriding the tier's: a longer create timeout is shortened to it, and a "
+        "session pauses and resumes its sandbox before the cap "
+        "([docs/reliability.md](docs/reliability.md)); `0`: unknown (learned from E2B's answers)",
+        expect="a whole number of seconds, at least 0",
+        shown_default="the tier's",
+        ge=0,
+    )
+    e2b_on_timeout: OnTimeout = _env(
+        "E2B_ON_TIMEOUT",
+        "pause",
+        meaning="what E2B does with a sandbox nobody extended in time (every worker down "
+        "longer than its timeout): `pause` keeps it, at no cost, for the session to bill and "
+        "resume; `kill` ends it",
+        expect="one of pause, kill",
+        shown_default="`pause`",
+    )
 
     @field_validator("e2b_tier", mode="before")
     @classmethod
     def _tier(cls, value: Any) -> Any:
         return _one_of(value, get_args(Tier))
+
+    @field_validator("e2b_on_timeout", mode="before")
+    @classmethod
+    def _on_timeout(cls, value: Any) -> Any:
+        return _one_of(value, get_args(OnTimeout))
 
 
 class TelemetrySettings(_Settings):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .config import EmulatorConfig, FaultSettings, ScriptedFault
 from .errors import EmulatorError
+from .limits import TIERS, Limits
 from .records import SandboxRecord, Transition
 from .server import EmulatorCore, main, serve
 
@@ -19,8 +20,10 @@ __all__ = [
     "EmulatorCore",
     "EmulatorError",
     "FaultSettings",
+    "Limits",
     "SandboxRecord",
     "ScriptedFault",
+    "TIERS",
     "Transition",
     "main",
     "serve",

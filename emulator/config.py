@@ -7,7 +7,9 @@ import secrets
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from .limits import TIERS, Limits, LimitsUpdate, Tier
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 49982
@@ -61,10 +63,11 @@ class FaultSettings(BaseModel):
     seed: int | None = None
     scripted: list[ScriptedFault] = Field(default_factory=list)
     create_rate: float | None = Field(default=None, gt=0)
-    """E2B's create rate limit (creates per second, burst of the same size): extra creates are
-    answered 429 with `Retry-After`. Unset: no limit."""
+    """Deprecated (use the limits: `--create-rate`, `PUT /_emulator/limits`): while set, it
+    replaces the limits' create rate; `reset_chaos` unsets it."""
     max_running: int | None = Field(default=None, ge=1)
-    """E2B's concurrent-sandbox limit: a create while this many run is answered 429."""
+    """Deprecated (use the limits: `--max-running`): while set, it replaces the limits'
+    concurrency limit; `reset_chaos` unsets it."""
 
 
 def _parse_latency(value: Any) -> dict[str, float]:
@@ -99,7 +102,26 @@ _ENV = {
     "latency": "EMULATOR_LATENCY",
     "isolation": "EMULATOR_ISOLATION",
     "state_file": "EMULATOR_STATE_FILE",
+    "tier": "EMULATOR_TIER",
+    "max_lifetime": "EMULATOR_MAX_LIFETIME",
+    "create_rate": "EMULATOR_CREATE_RATE",
+    "max_running": "EMULATOR_MAX_RUNNING",
+    "api_rate": "EMULATOR_API_RATE",
+    "api_rate_period": "EMULATOR_API_RATE_PERIOD",
+    "pause_seconds_per_gib": "EMULATOR_PAUSE_SECONDS_PER_GIB",
+    "resume_seconds": "EMULATOR_RESUME_SECONDS",
 }
+
+#: The figures a tier sets, each overridable by its own setting.
+LIMIT_FIELDS = (
+    "max_lifetime",
+    "create_rate",
+    "max_running",
+    "api_rate",
+    "api_rate_period",
+    "pause_seconds_per_gib",
+    "resume_seconds",
+)
 
 
 class EmulatorConfig(BaseModel):
@@ -108,7 +130,11 @@ class EmulatorConfig(BaseModel):
     Environment: EMULATOR_HOST, EMULATOR_PORT, EMULATOR_ENVD_PORT, E2B_API_KEY (the key the
     emulator accepts), EMULATOR_TEMPLATES, EMULATOR_DATA_DIR, EMULATOR_LATENCY
     (`create=0.15,pause=2`), EMULATOR_FAULT_RATE (share answered 429), EMULATOR_ISOLATION,
-    EMULATOR_STATE_FILE.
+    EMULATOR_STATE_FILE, EMULATOR_TIER and one EMULATOR_<FIGURE> per limit (below).
+
+    Limits (`emulator.limits`): `tier` picks E2B's figures (`dev`: generous and fast; `hobby`,
+    `pro`: E2B's published ones); each figure given here replaces the tier's. For the rates
+    and the concurrency, 0 turns the limit off.
     """
 
     host: str = DEFAULT_HOST
@@ -130,9 +156,25 @@ class EmulatorConfig(BaseModel):
     live and die with this process."""
     tick_seconds: float = Field(default=0.1, gt=0)
     """How often sandbox timeouts are checked."""
-    max_lifetime_seconds: int = Field(default=24 * 3600, gt=0)
+    tier: Tier = "dev"
+    max_lifetime: int | None = Field(default=None, gt=0)
+    """Seconds one run of a sandbox may last (hobby 3600, pro 86400)."""
+    create_rate: float | None = Field(default=None, ge=0)
+    """Sandbox creates per second (hobby 1, pro 5; 0: no limit)."""
+    max_running: int | None = Field(default=None, ge=0)
+    """Sandboxes running at once (hobby 20, pro 100; 0: no limit)."""
+    api_rate: int | None = Field(default=None, ge=0)
+    """Calls per `api_rate_period` seconds per API route (hobby/pro 20000 per 30 s; 0: none)."""
+    api_rate_period: float | None = Field(default=None, gt=0)
+    pause_seconds_per_gib: float | None = Field(default=None, ge=0)
+    """A pause's duration per GiB of memory (E2B about 4; sandboxes have 512 MiB)."""
+    resume_seconds: float | None = Field(default=None, ge=0)
+    """A resume's duration (E2B about 1)."""
     quiet: bool = False
     """Do not print the start line (in-process test servers)."""
+
+    model_config = ConfigDict(extra="forbid")
+    """A misspelt setting is an error, not a silently default emulator."""
 
     _api_key_generated: bool = PrivateAttr(default=False)
 
@@ -140,6 +182,9 @@ class EmulatorConfig(BaseModel):
     @classmethod
     def _from_environment(cls, data: Any) -> Any:
         data = dict(data or {})
+        legacy = data.pop("max_lifetime_seconds", None)  # the setting's earlier name
+        if legacy is not None and data.get("max_lifetime") is None:
+            data["max_lifetime"] = legacy
         for field, var in _ENV.items():
             if data.get(field) is None and os.environ.get(var):
                 data[field] = os.environ[var]
@@ -160,6 +205,12 @@ class EmulatorConfig(BaseModel):
             self.api_key = "e2b_" + secrets.token_hex(20)
             self._api_key_generated = True
         return self
+
+    @property
+    def limits(self) -> Limits:
+        """The tier's figures with every override given applied."""
+        given = {f: getattr(self, f) for f in LIMIT_FIELDS if getattr(self, f) is not None}
+        return LimitsUpdate(tier=self.tier, **given).apply(TIERS[self.tier])
 
     @property
     def api_key_generated(self) -> bool:

@@ -1,4 +1,9 @@
-"""envd's process service (Connect-RPC), as far as the e2b SDK uses it."""
+"""envd's process service (Connect-RPC), as far as the e2b SDK uses it.
+
+Commands run as the call's user (Basic auth user, default `user`; see envd_users) with envd's
+environment (HOME, USER, LOGNAME of that user, then the sandbox's and the command's envs) in
+its cwd, relative to its home. PTYs (Start with `pty`, Update, PTY input) answer UNIMPLEMENTED.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from e2b.envd.process import process_pb as pb
 from e2b.envd.process.process_connect import Process
 from protobuf import Oneof
 
-from .errors import EmulatorError
+from .envd_users import SandboxUser, connect_path, connect_user
 from .processes import ManagedProcess, ProcessConfig
 from .runtime import RuntimeError_
 
@@ -38,7 +43,28 @@ def sandbox_of(core: EmulatorCore, ctx: RequestContext) -> Sandbox:
     return sandbox
 
 
-def _keepalive(ctx: RequestContext) -> float:
+def stream_cut_error(sandbox: Sandbox) -> ConnectError | None:
+    """How a stream open while its sandbox stops ends, so the SDK raises what E2B makes it raise.
+
+    Killed: the connection to the sandbox ends under the stream, an UNAVAILABLE that does not
+    say why; the SDK probes the sandbox (502 "not found") and raises SandboxNotRunningException
+    "...killed or reached its end of life while the request was in flight". Paused: the stream
+    is cancelled, CANCELED, which the SDK raises as TimeoutException "...cancelled by the
+    server or a proxy while it was in flight — for example when the sandbox is paused".
+    """
+    if sandbox.state == "killed":
+        return ConnectError(
+            Code.UNAVAILABLE,
+            f"the connection to sandbox {sandbox.sandbox_id} ended before the stream completed",
+        )
+    if sandbox.state == "paused":
+        return ConnectError(
+            Code.CANCELED, f"sandbox {sandbox.sandbox_id} was paused while the stream was open"
+        )
+    return None
+
+
+def keepalive_interval(ctx: RequestContext) -> float:
     try:
         return max(1.0, float(ctx.request_headers.get("keepalive-ping-interval", "")))
     except ValueError:
@@ -88,12 +114,13 @@ class ProcessService(Process):
         self, request: pb.StartRequest, ctx: RequestContext
     ) -> AsyncIterator[pb.StartResponse]:
         sandbox = sandbox_of(self.core, ctx)
+        user = connect_user(sandbox, ctx)
         cfg = request.process
         if cfg is None or not cfg.cmd:
             raise ConnectError(Code.INVALID_ARGUMENT, "process.cmd is required")
         if request.pty is not None:
             raise ConnectError(
-                Code.UNIMPLEMENTED, "PTY processes are not supported by the emulator"
+                Code.UNIMPLEMENTED, "PTY processes (sandbox.pty) are not supported by the emulator"
             )
         await self.core.chaos.delay("command")
         config = ProcessConfig(
@@ -104,12 +131,7 @@ class ProcessService(Process):
             tag=request.tag if request.has_field("tag") else None,
             stdin=request.stdin if request.has_field("stdin") else True,
         )
-        try:
-            process = await sandbox.start_process(config)
-        except RuntimeError_ as e:
-            raise ConnectError(Code.INVALID_ARGUMENT, str(e)) from e
-        except EmulatorError as e:
-            raise ConnectError(Code.ALREADY_EXISTS, e.message) from e
+        process = await self._spawn(sandbox, config, user)
         timer = None
         if ctx.timeout_ms is not None:
             # As envd: the command's deadline bounds the process, not just the stream. The
@@ -118,26 +140,56 @@ class ProcessService(Process):
                 max(ctx.timeout_ms, 0) / 1000 + _DEADLINE_GRACE, process.send_signal, signal.SIGKILL
             )
         try:
-            async for event in self._stream(process, ctx):
+            async for event in self._stream(sandbox, process, ctx):
                 yield pb.StartResponse(event=event)
         finally:
             if timer is not None and not process.running:
                 timer.cancel()
+
+    async def _spawn(
+        self, sandbox: Sandbox, config: ProcessConfig, user: SandboxUser
+    ) -> ManagedProcess:
+        """Sandbox.start_process with envd's user: its credentials, HOME/USER/LOGNAME and cwd.
+
+        The sandbox's own envs (template, create) and the command's still override them, in
+        envd's order."""
+        if config.tag is not None and sandbox.find_process(tag=config.tag) is not None:
+            raise ConnectError(
+                Code.ALREADY_EXISTS, f"a process with tag {config.tag!r} is already running"
+            )
+        cwd = connect_path(config.cwd or "", user)
+        env = sandbox.command_env(None)
+        for key, value in (("HOME", user.home), ("USER", user.name), ("LOGNAME", user.name)):
+            if key not in sandbox.template.envs and key not in sandbox.envs:
+                env[key] = value
+        env.update(config.envs)
+        try:
+            spawned = await sandbox.runtime.spawn(
+                [config.cmd, *config.args], env, cwd, config.stdin, user.credentials
+            )
+        except RuntimeError_ as e:
+            raise ConnectError(Code.INVALID_ARGUMENT, str(e)) from e
+        process = ManagedProcess(spawned=spawned, config=config)
+        process.start()
+        sandbox.processes[process.pid] = process
+        if len(sandbox.processes) > 256:  # as Sandbox.start_process: finished ones are forgotten
+            sandbox.processes = {k: p for k, p in sandbox.processes.items() if p.running}
+        return process
 
     async def connect(
         self, request: pb.ConnectRequest, ctx: RequestContext
     ) -> AsyncIterator[pb.ConnectResponse]:
         sandbox = sandbox_of(self.core, ctx)
         process = self._find(sandbox, request.process)
-        async for event in self._stream(process, ctx):
+        async for event in self._stream(sandbox, process, ctx):
             yield pb.ConnectResponse(event=event)
 
     async def _stream(
-        self, process: ManagedProcess, ctx: RequestContext
+        self, sandbox: Sandbox, process: ManagedProcess, ctx: RequestContext
     ) -> AsyncIterator[pb.ProcessEvent]:
         """Start event, output, end event; DEADLINE_EXCEEDED when the call's timeout runs out."""
         queue = process.subscribe()
-        keepalive = _keepalive(ctx)
+        keepalive = keepalive_interval(ctx)
         loop = asyncio.get_running_loop()
         deadline = None if ctx.timeout_ms is None else loop.time() + ctx.timeout_ms / 1000
         try:
@@ -159,14 +211,19 @@ class ProcessService(Process):
                     yield _event(data=data)
                 elif ev.kind == "end":
                     end = pb.ProcessEvent.EndEvent(
-                        exit_code=ev.exit_code, exited=ev.exited, status=ev.status
+                        exit_code=ev.exit_code, exited=ev.exited, status=ev.status, error=ev.error
                     )
                     yield _event(end=end)
                     return
                 else:
-                    raise ConnectError(Code.UNAVAILABLE, ev.message)
+                    raise stream_cut_error(sandbox) or ConnectError(Code.UNAVAILABLE, ev.message)
         finally:
             process.unsubscribe(queue)
+
+    async def update(self, request: pb.UpdateRequest, ctx: RequestContext) -> pb.UpdateResponse:
+        raise ConnectError(
+            Code.UNIMPLEMENTED, "resizing a PTY (Process.Update) is not supported by the emulator"
+        )
 
     async def send_signal(
         self, request: pb.SendSignalRequest, ctx: RequestContext
@@ -189,7 +246,7 @@ class ProcessService(Process):
                         Code.FAILED_PRECONDITION, f"stdin of process {process.pid} is closed"
                     ) from e
             case Oneof(field="pty"):
-                raise ConnectError(Code.UNIMPLEMENTED, "PTY input is not supported")
+                raise ConnectError(Code.UNIMPLEMENTED, "PTY input is not supported by the emulator")
             case _:
                 raise ConnectError(Code.INVALID_ARGUMENT, "input is required")
 

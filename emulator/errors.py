@@ -6,21 +6,40 @@ from starlette.responses import JSONResponse
 
 
 class EmulatorError(Exception):
-    """Root of the emulator's errors; carries the HTTP status the API answers with."""
+    """Root of the emulator's errors; carries the HTTP status the API answers with.
 
-    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None):
+    `error_code` is E2B's machine-readable `error_code` field (the SDK's `Error` model names
+    e.g. `idempotency_request_mismatch`); left out of the body when None.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        error_code: str | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.error_code = error_code
 
     def response(self) -> JSONResponse:
-        return error_response(self.status, self.message, headers=self.headers)
+        return error_response(
+            self.status, self.message, headers=self.headers, error_code=self.error_code
+        )
+
+
+def not_found_message(sandbox_id: str) -> str:
+    """E2B's words for a sandbox that is not (or no longer) there (utils.SandboxNotFoundMsg)."""
+    return f"Sandbox \"{sandbox_id}\" doesn't exist or you don't have access to it"
 
 
 class SandboxNotFound(EmulatorError):
     def __init__(self, sandbox_id: str):
-        super().__init__(404, f"sandbox {sandbox_id!r} not found")
+        super().__init__(404, not_found_message(sandbox_id))
 
 
 class SandboxConflict(EmulatorError):
@@ -29,6 +48,13 @@ class SandboxConflict(EmulatorError):
 
 
 def error_response(
-    status: int, message: str, *, headers: dict[str, str] | None = None
+    status: int,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    error_code: str | None = None,
 ) -> JSONResponse:
-    return JSONResponse({"code": status, "message": message}, status_code=status, headers=headers)
+    body: dict[str, object] = {"code": status, "message": message}
+    if error_code is not None:
+        body["error_code"] = error_code
+    return JSONResponse(body, status_code=status, headers=headers)

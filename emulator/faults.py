@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import random
-import time
 from collections import Counter
 
 from .config import FaultSettings, ScriptedFault
@@ -28,9 +26,8 @@ class Chaos:
         self.faults = faults
         self._random = random.Random(faults.seed)
         self.injected: Counter[str] = Counter()
-        """Failures answered so far, by `<operation>:<status>` (`create:limit` for limits)."""
-        self._create_tokens = faults.create_rate or 0.0
-        self._create_refilled = time.monotonic()
+        """Failures answered so far, by `<operation>:<status>`; `create:limit` counts creates
+        refused by the limits (`emulator.limits`: create rate or concurrency)."""
 
     def set_latency(self, latency: dict[str, float]) -> None:
         self.latency = dict(latency)
@@ -65,33 +62,6 @@ class Chaos:
         if roll < f.rate_limit_rate + f.error_rate:
             self.injected[f"{operation}:{f.error_status}"] += 1
             raise self._error(f.error_status, f"injected failure of {operation}", f.should_retry)
-
-    def check_create_limits(self, running: int) -> None:
-        """E2B's account limits on a new sandbox: the create rate (a token bucket of one
-        second's worth) and the number running at once; over either, 429 with Retry-After."""
-        f = self.faults
-        if f.max_running is not None and running >= f.max_running:
-            self.injected["create:limit"] += 1
-            raise EmulatorError(
-                429,
-                f"rate limit exceeded: {running} sandboxes running, the limit is {f.max_running}",
-                headers={"Retry-After": "1"},
-            )
-        if f.create_rate is None:
-            return
-        now = time.monotonic()
-        elapsed = now - self._create_refilled
-        self._create_refilled = now
-        self._create_tokens = min(f.create_rate, self._create_tokens + elapsed * f.create_rate)
-        if self._create_tokens < 1.0:
-            self.injected["create:limit"] += 1
-            wait = (1.0 - self._create_tokens) / f.create_rate
-            raise EmulatorError(
-                429,
-                f"rate limit exceeded: at most {f.create_rate:g} sandbox creates per second",
-                headers={"Retry-After": str(max(1, math.ceil(wait)))},
-            )
-        self._create_tokens -= 1.0
 
     def _error(self, status: int, message: str, should_retry: bool | None) -> EmulatorError:
         headers = {}

@@ -21,6 +21,8 @@ class ProcessEvent:
     exit_code: int = 0
     exited: bool = True
     status: str = ""
+    error: str | None = None
+    """For `end`: envd's error text of a failed wait (`exit status 3`, `signal: killed`)."""
     message: str = ""
     """For `closed`: why the stream was cut (sandbox paused or killed)."""
 
@@ -31,6 +33,7 @@ class ProcessConfig:
     args: list[str]
     envs: dict[str, str]
     cwd: str | None
+    """As the client gave it (listed back so); relative and `~` paths are the user's home's."""
     tag: str | None = None
     stdin: bool = False
 
@@ -77,7 +80,10 @@ class ManagedProcess:
             queue.put_nowait(event)
 
     def cut_streams(self, message: str) -> None:
-        """End every attached stream (the process itself is untouched)."""
+        """End every attached stream (the process itself is untouched).
+
+        Called by the control plane on pause and kill; each stream then ends the way E2B's
+        does for that case (envd_process.stream_cut_error reads the sandbox's state)."""
         self._publish(ProcessEvent("closed", message=message))
         self.subscribers.clear()
 
@@ -99,11 +105,14 @@ class ManagedProcess:
         for task in pending:
             task.cancel()
         if rc >= 0:
-            self.end = ProcessEvent("end", exit_code=rc, exited=True, status=f"exit status {rc}")
+            status = f"exit status {rc}"
+            self.end = ProcessEvent(
+                "end", exit_code=rc, exited=True, status=status, error=status if rc else None
+            )
         else:
             sig = signal.Signals(-rc)
-            name = _SIGNAL_STATUS.get(sig, sig.name.lower())
-            self.end = ProcessEvent("end", exit_code=-1, exited=False, status=f"signal: {name}")
+            status = f"signal: {_SIGNAL_STATUS.get(sig, sig.name.lower())}"
+            self.end = ProcessEvent("end", exit_code=-1, exited=False, status=status, error=status)
         self._publish(self.end)
         self.subscribers.clear()
 

@@ -40,6 +40,10 @@ class SandboxRecord(BaseModel):
     state: State = "running"
     auto_pause: bool = False
     created_at: datetime
+    run_started_at: datetime | None = None
+    """When the current (or last) run began: the create, or the latest resume (E2B restarts a
+    sandbox's start time on resume, and a run lasts at most the tier's maximum lifetime).
+    None in records written before this field existed: the create."""
     end_at: datetime
     """When the sandbox times out (meaningful while running)."""
     transitions: list[Transition] = Field(default_factory=list)

@@ -2,13 +2,16 @@
 
 Namespace mode (root): each sandbox has a long-lived init process made by
 `unshare --mount --pid --fork --mount-proc --kill-child`, with the sandbox's own directories
-bind-mounted over /home/user and /tmp. Commands join its namespaces with `nsenter`, so a
-sandbox sees only its own files there and only its own processes. Killing init ends the
-whole pid namespace. Every helper carries a parent-death signal, so a SIGKILLed emulator
-leaves nothing behind.
+bind-mounted over /home/user, /tmp and /root, and its own /etc/passwd and /etc/group (the
+host's entries with E2B's `user`, uid 1000, in place of whatever uid 1000 is on the host).
+Commands join its namespaces with `nsenter` and drop to their user with `setpriv`, so a
+sandbox sees only its own files there and only its own processes, and runs as `user` as on
+E2B. Killing init ends the whole pid namespace. Every helper carries a parent-death signal,
+so a SIGKILLed emulator leaves nothing behind.
 
-Process mode (no privileges): commands are plain process groups whose cwd and HOME point
-into the sandbox's directory; /tmp is the host's. Nothing is isolated beyond that.
+Process mode (no privileges): commands are plain process groups of the emulator's own user
+whose cwd and HOME point into the sandbox's directory; /tmp is the host's. Nothing is
+isolated beyond that.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from pathlib import Path
 log = logging.getLogger("emulator")
 
 SANDBOX_HOME = "/home/user"
+SANDBOX_UID = 1000
+"""E2B's `user` (uid and gid 1000), the default user of every command and file operation."""
 
 _PROFILE = """\
 # ~/.profile, as in a Debian image: tools in ~/.local/bin are on PATH.
@@ -33,8 +38,10 @@ if [ -d "$HOME/bin" ] ; then PATH="$HOME/bin:$PATH"; fi
 if [ -d "$HOME/.local/bin" ] ; then PATH="$HOME/.local/bin:$PATH"; fi
 """
 
+# /tmp last: the sources may live under the host's /tmp (the default data dir does).
 _INIT = (
-    'mount --bind "$1" /home/user && mount --bind "$2" /tmp || exit 1; '
+    'mount --bind "$1" /home/user && mount --bind "$3" /root && mount --bind "$4" /etc/passwd '
+    '&& mount --bind "$5" /etc/group && mount --bind "$2" /tmp || exit 1; '
     "echo ready; exec >/dev/null 2>&1 </dev/null; "
     "while :; do sleep 3600 & wait $!; done"
 )
@@ -42,6 +49,14 @@ _INIT = (
 
 class RuntimeError_(Exception):
     """A sandbox could not be started or a process could not be spawned in it."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Who a process runs as (namespace mode); process mode runs everything as itself."""
+
+    uid: int = SANDBOX_UID
+    gid: int = SANDBOX_UID
 
 
 @dataclass
@@ -59,7 +74,9 @@ def _pdeathsig_prefix() -> list[str]:
 
 def namespaces_available() -> bool:
     """True when unshare of mount+pid namespaces works here (root on Linux)."""
-    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("unshare", "nsenter", "setsid")):
+    if os.geteuid() != 0 or not all(
+        shutil.which(t) for t in ("unshare", "nsenter", "setsid", "setpriv")
+    ):
         return False
     try:
         result = subprocess.run(
@@ -74,6 +91,42 @@ def namespaces_available() -> bool:
 
 def _ensure_mount_point() -> None:
     os.makedirs(SANDBOX_HOME, exist_ok=True)
+
+
+def _without_uid(path: str, ident: int, name: str) -> list[str]:
+    """The host's passwd/group lines, minus `name` and whatever has id `ident` (E2B's user's)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        lines = []
+    kept = []
+    for line in lines:
+        fields = line.split(":")
+        if len(fields) > 2 and (fields[0] == name or fields[2] == str(ident)):
+            continue
+        kept.append(line)
+    return kept
+
+
+def sandbox_passwd() -> str:
+    """/etc/passwd of a sandbox: the host's entries with `user` (1000:1000) as on E2B."""
+    lines = _without_uid("/etc/passwd", SANDBOX_UID, "user")
+    lines.append(f"user:x:{SANDBOX_UID}:{SANDBOX_UID}::{SANDBOX_HOME}:/bin/bash")
+    return "\n".join(lines) + "\n"
+
+
+def sandbox_group() -> str:
+    lines = _without_uid("/etc/group", SANDBOX_UID, "user")
+    lines.append(f"user:x:{SANDBOX_UID}:")
+    return "\n".join(lines) + "\n"
+
+
+def _chown_tree(root: Path, uid: int, gid: int) -> None:
+    """Give the home (and the template files put there) to E2B's user, links untouched."""
+    os.lchown(root, uid, gid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), uid, gid)
 
 
 class _Base:
@@ -126,12 +179,21 @@ class NamespaceRuntime(_Base):
     async def start(self) -> None:
         self.prepare()
         _ensure_mount_point()
+        etc, root_home = self.root / "etc", self.root / "root"
+        etc.mkdir(exist_ok=True)
+        root_home.mkdir(mode=0o700, exist_ok=True)
+        (etc / "passwd").write_text(sandbox_passwd())
+        (etc / "group").write_text(sandbox_group())
+        for f in ("passwd", "group"):
+            (etc / f).chmod(0o644)
+        await asyncio.to_thread(_chown_tree, self.home, SANDBOX_UID, SANDBOX_UID)
         self._unshare = await asyncio.create_subprocess_exec(
             *_pdeathsig_prefix(),
             "unshare", "--mount", "--propagation", "private", "--pid", "--fork",
             "--mount-proc", "--kill-child", "--",
             "/bin/bash", "--noprofile", "--norc", "-c", _INIT,
-            "init", str(self.home), str(self.tmp),
+            "init", str(self.home), str(self.tmp), str(root_home),
+            str(etc / "passwd"), str(etc / "group"),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -158,17 +220,29 @@ class NamespaceRuntime(_Base):
         p = os.path.normpath("/" + path.lstrip("/"))
         return Path(f"/proc/{self.init_pid}/root") / p.lstrip("/")
 
-    async def spawn(self, argv: list[str], env: dict[str, str], cwd: str, stdin: bool) -> Spawned:
+    async def spawn(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        stdin: bool,
+        user: Credentials | None = None,
+    ) -> Spawned:
+        """Start `argv` in the sandbox as `user` (default E2B's `user`) in `cwd`."""
+        user = user or Credentials()
         r, w = os.pipe()
         wrapper = (
-            f'cd -- "$1" 2>/dev/null || {{ echo cwd >&{w}; exit 1; }}; shift; '
+            f'[ -d "$1" ] || {{ echo cwd >&{w}; exit 1; }}; '
+            f'cd -- "$1" 2>/dev/null || {{ echo chdir >&{w}; exit 1; }}; shift; '
             f'echo "$$" >&{w}; exec {w}>&-; exec "$@"'
         )
         try:
             proc = await asyncio.create_subprocess_exec(
                 *_pdeathsig_prefix(),
                 "nsenter", "-t", str(self.init_pid), "-m", "-p", "--",
-                "setsid", "/bin/bash", "--noprofile", "--norc", "-c", wrapper, "wrap", cwd, *argv,
+                "setsid", "setpriv", f"--reuid={user.uid}", f"--regid={user.gid}",
+                "--init-groups",
+                "/bin/bash", "--noprofile", "--norc", "-c", wrapper, "wrap", cwd, *argv,
                 stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -188,7 +262,9 @@ class NamespaceRuntime(_Base):
             with contextlib.suppress(Exception):
                 await proc.wait()
             if text == "cwd":
-                raise RuntimeError_(f"cwd {cwd!r} does not exist in the sandbox")
+                raise RuntimeError_(f"cwd '{cwd}' does not exist")
+            if text == "chdir":
+                raise RuntimeError_(f"error starting process: chdir {cwd}: permission denied")
             raise RuntimeError_("the process could not be started in the sandbox")
         try:
             children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
@@ -271,10 +347,18 @@ class ProcessRuntime(_Base):
         private = self.private_path(path)
         return private if private is not None else Path(os.path.normpath("/" + path.lstrip("/")))
 
-    async def spawn(self, argv: list[str], env: dict[str, str], cwd: str, stdin: bool) -> Spawned:
+    async def spawn(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        stdin: bool,
+        user: Credentials | None = None,
+    ) -> Spawned:
+        """Start `argv` as the emulator's own user (`user` cannot be switched to without root)."""
         host_cwd = self.host_path(cwd)
         if not host_cwd.is_dir():
-            raise RuntimeError_(f"cwd {cwd!r} does not exist in the sandbox")
+            raise RuntimeError_(f"cwd '{cwd}' does not exist")
         env = {**env, "HOME": str(self.home), "TMPDIR": str(self.tmp)}
         proc = await asyncio.create_subprocess_exec(
             *_pdeathsig_prefix(),

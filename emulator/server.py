@@ -21,11 +21,12 @@ from common.cli import CONTEXT_SETTINGS
 from common.cli import main as run_command
 from common.errors import ConfigError
 
-from .config import EmulatorConfig
-from .control import control_app
+from .config import LIMIT_FIELDS, EmulatorConfig
 from .envd import EnvdApp
 from .errors import EmulatorError
 from .faults import Chaos
+from .limits import TIER_NAMES, Governor
+from .routes import control_app
 from .runtime import namespaces_available
 from .sandboxes import SandboxManager
 from .state import StateKeeper
@@ -41,6 +42,7 @@ class EmulatorCore:
         self.config = config
         self.templates = load_templates(config.templates_file)
         self.chaos = Chaos(config.latency, config.faults)
+        self.governor = Governor(config.limits, self.chaos)
         self.isolated = self._isolation(config.isolation)
         self._own_data_dir = config.data_dir is None
         self.data_dir = Path(config.data_dir or tempfile.mkdtemp(prefix="e2b-emulator-"))
@@ -49,7 +51,7 @@ class EmulatorCore:
             templates=self.templates,
             data_dir=self.data_dir,
             isolated=self.isolated,
-            max_lifetime=config.max_lifetime_seconds,
+            governor=self.governor,
         )
         self.state: StateKeeper | None = None
         if config.state_file is not None:
@@ -77,8 +79,10 @@ class EmulatorCore:
         return available
 
     async def reset(self) -> None:
+        """Kill every sandbox, forget the records, restore start-up latency, faults, limits."""
         await self.manager.reset()
         self.chaos.reset()
+        self.governor.reset()
 
     async def close(self) -> None:
         await self.manager.kill_all("shutdown")
@@ -153,7 +157,9 @@ async def serve(
         if not config.quiet:
             mode = "namespaces" if core.isolated else "plain processes"
             print(
-                f"E2B emulator: API {core.api_url}  envd {core.sandbox_url}  ({mode})", flush=True
+                f"E2B emulator: API {core.api_url}  envd {core.sandbox_url}  ({mode}, "
+                f"tier {core.governor.current.tier})",
+                flush=True,
             )
             if config.api_key_generated:
                 print(f"E2B emulator: generated E2B_API_KEY={config.api_key}", flush=True)
@@ -195,6 +201,14 @@ _SETTING_NAMES = {
     "faults.error_rate": "--error-rate",
     "faults.error_status": "--error-status",
     "faults.retry_after": "--retry-after",
+    "tier": "--tier (env EMULATOR_TIER)",
+    "max_lifetime": "--max-lifetime (env EMULATOR_MAX_LIFETIME)",
+    "create_rate": "--create-rate (env EMULATOR_CREATE_RATE)",
+    "max_running": "--max-running (env EMULATOR_MAX_RUNNING)",
+    "api_rate": "--api-rate (env EMULATOR_API_RATE)",
+    "api_rate_period": "--api-rate-period (env EMULATOR_API_RATE_PERIOD)",
+    "pause_seconds_per_gib": "--pause-seconds-per-gib (env EMULATOR_PAUSE_SECONDS_PER_GIB)",
+    "resume_seconds": "--resume-seconds (env EMULATOR_RESUME_SECONDS)",
 }
 
 
@@ -239,6 +253,22 @@ _SETTING_NAMES = {
     metavar="FILE",
     help="keep sandbox records here across restarts (env EMULATOR_STATE_FILE; default: none)",
 )
+@click.option(
+    "--tier",
+    type=click.Choice(TIER_NAMES),
+    help="E2B's limits to enforce: dev (generous, fast; default), hobby, pro (env EMULATOR_TIER)",
+)
+@click.option(
+    "--max-lifetime", type=int, metavar="SECONDS", help="longest run of a sandbox (tier's default)"
+)
+@click.option("--create-rate", type=float, metavar="PER_SECOND", help="creates per second, 0: none")
+@click.option("--max-running", type=int, metavar="N", help="sandboxes running at once, 0: none")
+@click.option("--api-rate", type=int, metavar="N", help="calls per period per API route, 0: none")
+@click.option("--api-rate-period", type=float, metavar="SECONDS", help="the --api-rate window")
+@click.option(
+    "--pause-seconds-per-gib", type=float, metavar="SECONDS", help="pause time per GiB of memory"
+)
+@click.option("--resume-seconds", type=float, metavar="SECONDS", help="how long a resume takes")
 @click.option("--quiet", is_flag=True, help="do not print the start line")
 @click.option("--log-level", default="warning", metavar="LEVEL")
 def command(log_level: str, **options: Any) -> int:
@@ -287,6 +317,7 @@ def config_from_options(options: Mapping[str, Any]) -> EmulatorConfig:
         "isolation": options.get("isolation"),
         "state_file": options.get("state_file"),
         "quiet": options.get("quiet") or None,
+        **{name: options.get(name) for name in ("tier", *LIMIT_FIELDS)},
     }
     faults = {
         "rate_limit_rate": options.get("fault_rate"),

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from .config import EmulatorConfig, FaultSettings, ScriptedFault
+from .limits import Limits, LimitsUpdate
 from .records import SandboxRecord
 from .server import EmulatorCore, serve
 
@@ -54,6 +55,20 @@ class _Urls:
                 await c.put("/_emulator/faults", json=faults.model_dump(mode="json"))
             ).raise_for_status()
 
+    async def limits_http(self) -> Limits:
+        """`GET /_emulator/limits`: the limits in force."""
+        async with self.admin() as c:
+            r = await c.get("/_emulator/limits")
+            r.raise_for_status()
+            return _limits(r.json())
+
+    async def set_limits_http(self, **change: Any) -> Limits:
+        """`PUT /_emulator/limits` with these fields (see `EmulatorHandle.set_limits`)."""
+        async with self.admin() as c:
+            r = await c.put("/_emulator/limits", json=change)
+            r.raise_for_status()
+            return _limits(r.json())
+
     async def reset_http(self) -> None:
         async with self.admin() as c:
             (await c.post("/_emulator/reset")).raise_for_status()
@@ -90,6 +105,21 @@ class EmulatorHandle(_Urls):
             )
         )
 
+    def limits(self) -> Limits:
+        """The limits in force (tier figures, overrides, run-time changes)."""
+        return self.core.governor.current.model_copy()
+
+    def set_limits(self, **change: Any) -> Limits:
+        """Change the limits now, e.g. `set_limits(max_lifetime=5, pause_seconds=0.5)` or
+        `set_limits(tier="hobby")` (fields of `emulator.limits.LimitsUpdate`; None or 0 turns
+        a rate or count off). A sandbox's lifetime cap is fixed when its run starts; the
+        other figures apply at once. `reset()` restores the start-up limits."""
+        return self.core.governor.update(LimitsUpdate(**change)).model_copy()
+
+    def reset_limits(self) -> None:
+        """Back to the limits the emulator was started with (sandboxes untouched)."""
+        self.core.governor.reset()
+
     def set_latency(self, **latency: float) -> None:
         self.core.chaos.set_latency(latency)
 
@@ -111,13 +141,16 @@ class EmulatorHandle(_Urls):
         await self.core.manager.kill(sandbox_id, reason=reason)
 
     async def reset(self) -> None:
-        """Kill every sandbox, forget the records, restore latency and faults."""
+        """Kill every sandbox, forget the records, restore latency, faults and limits."""
         await self.core.reset()
 
 
 @contextlib.asynccontextmanager
 async def running_emulator(**overrides: Any) -> AsyncIterator[EmulatorHandle]:
-    """Start the emulator in this event loop on free ports (unless given); stop it on exit."""
+    """Start the emulator in this event loop on free ports (unless given); stop it on exit.
+
+    `overrides` are `EmulatorConfig` fields, e.g. `tier="hobby"`, `max_lifetime=5`,
+    `pause_seconds_per_gib=1.0`, `resume_seconds=0.2`, `max_running=3`, `create_rate=2`."""
     overrides.setdefault("port", 0)
     overrides.setdefault("envd_port", 0)
     overrides.setdefault("quiet", True)
@@ -140,6 +173,11 @@ async def running_emulator(**overrides: Any) -> AsyncIterator[EmulatorHandle]:
             await task
 
 
+def _limits(data: dict[str, Any]) -> Limits:
+    data.pop("pause_seconds", None)  # derived, shown for people
+    return Limits.model_validate(data)
+
+
 class EmulatorProcess(_Urls):
     """`python -m emulator` as a child process on free ports (for tests needing a separate one)."""
 
@@ -147,6 +185,8 @@ class EmulatorProcess(_Urls):
         self._args = list(args)
         self._env = {**os.environ, **(env or {}), "E2B_API_KEY": api_key}
         self.proc: subprocess.Popen[str] | None = None
+        self.start_line = ""
+        """What the emulator printed first (`E2B emulator: API ... (namespaces, tier dev)`)."""
         super().__init__(api_url="", sandbox_url="", api_key=api_key)
 
     def start(self, timeout: float = 20) -> EmulatorProcess:
@@ -167,6 +207,7 @@ class EmulatorProcess(_Urls):
             self.stop()
             raise RuntimeError(f"emulator did not start: {line.strip()} {err.strip()}")
         self.api_url, self.sandbox_url = m.group(1), m.group(2)
+        self.start_line = line.strip()
         return self
 
     def stop(self, timeout: float = 10) -> int | None:

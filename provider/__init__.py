@@ -30,8 +30,10 @@ from provider.errors import (
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    SandboxBusy,
     SandboxGone,
     SandboxNotOwned,
+    SandboxPaused,
 )
 from provider.models import (
     CapabilityProfile,
@@ -93,8 +95,10 @@ __all__ = [
     "ResumeInput",
     "ResumeResult",
     "RunnerLaunch",
+    "SandboxBusy",
     "SandboxGone",
     "SandboxNotOwned",
+    "SandboxPaused",
     "SandboxHandle",
     "SandboxProvider",
     "SandboxRef",

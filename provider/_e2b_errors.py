@@ -28,12 +28,17 @@ from provider.errors import (
     ProviderError,
     ProviderUnavailable,
     RateLimited,
+    SandboxBusy,
     SandboxGone,
 )
 
 DEFAULT_RETRY_AFTER_SECONDS = 1.0
 """The e2b SDK raises `RateLimitException` without the response's `Retry-After` header, so a
 429 asks Temporal to wait this long: E2B's create limits are per second (1/s Hobby, 5/s Pro)."""
+
+BUSY_RETRY_SECONDS = 2.0
+"""A sandbox changing state (E2B's 409) is asked again after this long: a pause takes about
+4 s per GiB of memory, a resume about 1 s."""
 
 _MAX_MESSAGE = 500
 
@@ -48,7 +53,9 @@ def map_error(
 ) -> ProviderError:
     """The provider error for an SDK failure of `action` (an unknown one is retryable).
 
-    `creating`: a 404 from create means the template does not exist, not the sandbox.
+    `creating`: a 404 from create means the template does not exist, not the sandbox; a 409 or
+    422 an idempotency key used with another request (elsewhere a 409 is a sandbox changing
+    state, retried).
     `auth_hint` names where the refused key came from. `secrets` are scrubbed from messages.
     """
     if isinstance(err, ProviderError):
@@ -64,8 +71,15 @@ def map_error(
         )
     if isinstance(err, ServiceBusyException):
         return ProviderUnavailable(f"E2B is busy: {action}: {text}")
-    if isinstance(err, SandboxNotRunningException | SandboxNotFoundException):
+    if isinstance(err, SandboxNotRunningException | SandboxNotFoundException) or status == 410:
         return SandboxGone(f"{action}: {text}")
+    if status == 409 and not creating:
+        # E2B: "changing state" (pausing, resuming). Not a refusal: it passes in seconds.
+        return SandboxBusy(
+            f"sandbox is changing state: {action}: {text}", retry_after=BUSY_RETRY_SECONDS
+        )
+    if status == 501:  # not implemented (the emulator): no retry will implement it
+        return InvalidRequest(f"{action}: {text}")
     if isinstance(err, SandboxUnreachableException | TimeoutException):
         return ProviderUnavailable(f"{action}: {text}")
     if isinstance(err, GuestUnresponsiveException):

@@ -38,8 +38,10 @@ from provider.errors import (
     ExecTimeout,
     InvalidRequest,
     ProviderError,
+    SandboxBusy,
     SandboxGone,
     SandboxNotOwned,
+    SandboxPaused,
 )
 from provider.limits import CreateLimiter, TierLimits
 from provider.models import (
@@ -72,6 +74,11 @@ _STREAM_GRACE_SECONDS = 30.0
 """The command stream outlives our own timer by this much, so our timeout fires first and we
 know it was the command's (envd's deadline would kill the process just the same)."""
 _KILL_TIMEOUT_SECONDS = 10.0
+_MAX_LENGTH = "max instance length exceeded"
+"""E2B's 400 to an extension of a run already at its maximum lifetime."""
+_CAP_TOLERANCE = timedelta(seconds=5)
+"""An extension E2B cut shorter than this was cut at the sandbox's maximum lifetime (clocks and
+the call's own latency account for less)."""
 
 __all__ = ["E2BSandboxProvider", "E2BSettings", "session_idempotency_key"]
 
@@ -178,9 +185,10 @@ class E2BSandboxProvider:
         `E2B_*` variables), else the SDK's default; `limits` likewise from `E2B_TIER` & co."""
         env = settings if settings is not None else ProviderSettings.load()
         self._credentials = credentials if credentials is not None else default_credentials()
-        self._limiter = CreateLimiter(
-            limits if limits is not None else TierLimits.from_settings(env)
-        )
+        self.limits = limits if limits is not None else TierLimits.from_settings(env)
+        self._limiter = CreateLimiter(self.limits)
+        self.on_timeout = env.e2b_on_timeout
+        """What E2B does with a sandbox whose timeout runs out (`E2B_ON_TIMEOUT`)."""
         self.settings = E2BSettings.resolve(
             api_url=api_url,
             sandbox_url=sandbox_url,
@@ -218,7 +226,10 @@ class E2BSandboxProvider:
         info = await AsyncSandbox.get_info(ref.sandbox_id, **opts)
         _check_owner(ref, info)
         if str(info.state) == "paused":
-            raise InvalidRequest(f"sandbox {ref.sandbox_id} is paused: resume it first")
+            raise SandboxPaused(
+                f"sandbox {ref.sandbox_id} is paused (E2B paused it when its timeout ran out): "
+                "the session resumes it; run the command again then"
+            )
         return await AsyncSandbox.connect(ref.sandbox_id, **opts)
 
     # ------------------------------------------------------------------ provision
@@ -251,10 +262,11 @@ class E2BSandboxProvider:
             async with self._limiter.create_slot(opts["api_key"], running):
                 sandbox = await AsyncSandbox.create(
                     template=pool.template_id,
-                    timeout=pool.timeout_seconds,
+                    timeout=self._create_timeout(pool.timeout_seconds),
                     envs=dict(input.env_vars) or None,
                     metadata=metadata,
                     idempotency_key=session_idempotency_key(input.session_id, input.owner),
+                    lifecycle=self._lifecycle(),
                     **opts,
                 )
         returned = _now()
@@ -267,6 +279,23 @@ class E2BSandboxProvider:
             owner=input.owner,
         )
         return handle, sandbox
+
+    def _create_timeout(self, seconds: int) -> int:
+        """The pool's timeout, shortened to the maximum lifetime when that is known: E2B refuses
+        a longer one at create and resume, and the keep-alives extend the sandbox anyway."""
+        cap = self.limits.max_lifetime_seconds
+        if cap is not None and seconds > cap:
+            log.info("sandbox timeout %ss shortened to E2B's maximum lifetime %ss", seconds, cap)
+            return cap
+        return seconds
+
+    def _lifecycle(self) -> Any:
+        """E2B's on-timeout action: `pause` (the default) keeps a sandbox whose keep-alives
+        stopped (every worker down longer than its timeout) for the session to bill and resume;
+        never auto-resumed by traffic, which would bill it behind the session's back."""
+        if self.on_timeout == "pause":
+            return {"on_timeout": "pause", "auto_resume": False}
+        return None
 
     async def _resume_snapshot(self, input: ProvisionInput) -> tuple[SandboxHandle, AsyncSandbox]:
         """A pool with `snapshotId` starts each session by resuming that paused sandbox; billing
@@ -365,31 +394,79 @@ class E2BSandboxProvider:
         ref = input.ref
         with self._api(ref.org_id, f"pause sandbox {ref.sandbox_id}") as opts:
             paused_now = await AsyncSandbox.pause(ref.sandbox_id, **opts)
-        # E2B answers 409 for a sandbox already paused: the SDK returns False.
-        return PauseResult(paused_at=_now(), already_paused=not paused_now)
+        asked = _now()
+        if paused_now:
+            return PauseResult(paused_at=asked)
+        # E2B answers 409 for a sandbox already paused (the SDK returns False): paused by E2B
+        # when its timeout ran out, or by an earlier attempt. Billing stopped at that pause.
+        since = await self._event_time(ref.org_id, ref.sandbox_id, events.PAUSED)
+        return PauseResult(paused_at=min(since, asked) if since else asked, already_paused=True)
 
     async def resume(self, input: ResumeInput) -> ResumeResult:
         ref = input.ref
         with self._api(ref.org_id, f"resume sandbox {ref.sandbox_id}") as opts:
             if ref.owner is not None:
                 _check_owner(ref, await AsyncSandbox.get_info(ref.sandbox_id, **opts))
-            # Always with a timeout: without one E2B gives a resumed sandbox 5 minutes.
-            await AsyncSandbox.connect(ref.sandbox_id, timeout=input.timeout_seconds, **opts)
-        return ResumeResult(resumed_at=_now())
+            # Always with a timeout: without one E2B gives a resumed sandbox 5 minutes. Never
+            # longer than a run may last: E2B refuses that (400).
+            timeout = self._create_timeout(input.timeout_seconds)
+            asked = _now()
+            await AsyncSandbox.connect(ref.sandbox_id, timeout=timeout, **opts)
+        cap = self.limits.max_lifetime_seconds
+        run_ends_at = asked + timedelta(seconds=cap) if cap is not None else None
+        return ResumeResult(resumed_at=_now(), run_ends_at=run_ends_at)
 
     async def keep_alive(self, input: KeepAliveInput) -> KeepAliveResult:
+        """Extend the sandbox's timeout. E2B answers 404 for a PAUSED sandbox's timeout too:
+        that is told apart from a gone one by asking, and a sandbox E2B paused on its own is
+        reported (`state="paused"`, since when), not misread as lost."""
         ref = input.ref
         asked = _now()
-        with self._api(ref.org_id, f"extend sandbox {ref.sandbox_id}") as opts:
-            await AsyncSandbox.set_timeout(ref.sandbox_id, input.timeout_seconds, **opts)
-        expires_at = asked + timedelta(seconds=input.timeout_seconds)
+        try:
+            with self._api(ref.org_id, f"extend sandbox {ref.sandbox_id}") as opts:
+                await AsyncSandbox.set_timeout(ref.sandbox_id, input.timeout_seconds, **opts)
+        except InvalidRequest as err:
+            if _MAX_LENGTH not in err.message.lower():
+                raise
+            # The run reached E2B's maximum lifetime this instant: E2B pauses or kills it now.
+            # Not a refusal of ours: the session rolls it over (or finds it gone) at once.
+            log.warning("sandbox %s is at E2B's maximum lifetime", ref.sandbox_id)
+            return KeepAliveResult(expires_at=asked, run_ends_at=asked)
+        except SandboxGone:
+            with self._api(ref.org_id, f"get sandbox {ref.sandbox_id}") as opts:
+                info = await AsyncSandbox.get_info(ref.sandbox_id, **opts)  # gone: raises
+            _check_owner(ref, info)
+            if str(info.state) != "paused":
+                raise SandboxBusy(  # resumed meanwhile: the next attempt extends it
+                    f"extend sandbox {ref.sandbox_id}: not found, yet it is {info.state}",
+                    retry_after=1.0,
+                ) from None
+            since = await self._event_time(ref.org_id, ref.sandbox_id, events.PAUSED)
+            paused_at = since or min(_utc(info.end_at), asked)
+            log.warning("sandbox %s found paused by E2B since %s", ref.sandbox_id, paused_at)
+            return KeepAliveResult(expires_at=paused_at, state="paused", paused_at=paused_at)
+        wanted = asked + timedelta(seconds=input.timeout_seconds)
+        expires_at, run_ends_at = wanted, None
         try:
             with self._api(ref.org_id, f"get sandbox {ref.sandbox_id}") as opts:
                 info = await AsyncSandbox.get_info(ref.sandbox_id, **opts)
             expires_at = _utc(info.end_at)
+            run_ends_at = self._run_end(_utc(info.started_at), expires_at, wanted)
         except ProviderError as err:
             log.warning("expiry of sandbox %s unavailable (%s)", ref.sandbox_id, err.type)
-        return KeepAliveResult(expires_at=expires_at)
+        return KeepAliveResult(expires_at=expires_at, run_ends_at=run_ends_at)
+
+    def _run_end(
+        self, started_at: datetime, expires_at: datetime, wanted: datetime
+    ) -> datetime | None:
+        """When E2B's maximum lifetime ends this run: its start (E2B restarts it on each resume)
+        plus the configured maximum, else the end E2B gave when it cut the extension short."""
+        cap = self.limits.max_lifetime_seconds
+        if cap is not None:
+            return started_at + timedelta(seconds=cap)
+        if expires_at < wanted - _CAP_TOLERANCE:
+            return expires_at
+        return None
 
     async def terminate(self, input: TerminateInput) -> TerminateResult:
         """Kill the sandbox; one already gone ended when the provider's record says (when it
@@ -424,32 +501,46 @@ class E2BSandboxProvider:
                 end_confirmed=ended is not None,
             )
         _check_owner(ref, info)
-        paused = str(info.state) == "paused"
-        return CheckResult(alive=True, state="paused" if paused else "running", checked_at=_now())
+        checked = _now()
+        if str(info.state) != "paused":
+            return CheckResult(alive=True, state="running", checked_at=checked)
+        since = await self._event_time(ref.org_id, ref.sandbox_id, events.PAUSED)
+        if since is None:  # E2B pauses a sandbox at its timeout's end: no later than that
+            since = min(_utc(info.end_at), checked)
+        return CheckResult(alive=True, state="paused", checked_at=checked, paused_at=since)
 
     async def sandbox_end(self, org_id: str, sandbox_id: str) -> datetime | None:
         """When the sandbox ended by E2B's lifecycle events (its `killed` event), or None when
         E2B has no such record (alive, unknown, past the 7-day retention, or no events API).
 
         A failure to read them is raised as a `ProviderError`."""
+        return await self._latest_event(org_id, sandbox_id, events.KILLED)
+
+    async def _latest_event(self, org_id: str, sandbox_id: str, kind: str) -> datetime | None:
         with self._api(org_id, f"read lifecycle events of sandbox {sandbox_id}") as opts:
             client = get_api_client(ConnectionConfig(**opts)).get_async_httpx_client()
-            res = await client.get(events.events_path(sandbox_id), params=events.killed_query())
+            res = await client.get(events.events_path(sandbox_id), params=events.event_query(kind))
             if res.status_code == 404:
                 return None
             if res.status_code >= 300:
                 raise handle_api_exception(res)
-            return events.killed_at(res.json(), sandbox_id)
+            return events.latest(res.json(), sandbox_id, kind)
 
     async def _recorded_end(self, org_id: str, sandbox_id: str) -> datetime | None:
         """`sandbox_end`, with a failed read logged as one line and taken as no record."""
+        return await self._event_time(org_id, sandbox_id, events.KILLED)
+
+    async def _event_time(self, org_id: str, sandbox_id: str, kind: str) -> datetime | None:
+        """The latest lifecycle event of `kind`; a failed read is one log line and no record."""
         try:
-            return await self.sandbox_end(org_id, sandbox_id)
-        except ProviderError as err:
+            return await self._latest_event(org_id, sandbox_id, kind)
+        except (ProviderError, ValueError) as err:
+            what = "end" if kind == events.KILLED else "pause time"
             log.warning(
-                "end of sandbox %s unconfirmed: its lifecycle events could not be read (%s)",
+                "%s of sandbox %s unconfirmed: its lifecycle events could not be read (%s)",
+                what,
                 sandbox_id,
-                err.type,
+                type(err).__name__,
             )
             return None
 

@@ -34,6 +34,11 @@ class SandboxGone(ProviderError):
     """The sandbox no longer exists (killed, expired, or past the provider's retention)."""
 
 
+class SandboxPaused(ProviderError):
+    """The sandbox is paused (E2B paused it when its timeout ran out): a command cannot run
+    until the session resumes it."""
+
+
 class SandboxNotOwned(ProviderError):
     """The sandbox was created for another session (its metadata says so): no call reaches it."""
 
@@ -44,6 +49,12 @@ class ExecTimeout(ProviderError):
 
 class RateLimited(ProviderError):
     """The provider asked us to slow down (HTTP 429)."""
+
+    retryable = True
+
+
+class SandboxBusy(ProviderError):
+    """E2B answered 409: the sandbox is changing state (pausing, resuming); retry shortly."""
 
     retryable = True
 

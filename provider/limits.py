@@ -1,9 +1,11 @@
 """E2B's account limits on new sandboxes, respected before asking instead of after a 429.
 
 E2B limits each team (API key) to a create rate and a number of sandboxes running at once:
-Hobby 1 create/s and 20 running, Pro 5/s and 100. `CreateLimiter` paces this process's creates
-per key (evenly spaced, so no burst can trip E2B's own bucket) and holds a create while the
-team already runs its maximum, asking E2B how many run rather than trusting a local count
+Hobby 1 create/s and 20 running, Pro 5/s and 100; and each run of a sandbox to a maximum
+lifetime (1 h, 24 h), which the session works around by a pause and resume (`TierLimits`).
+`CreateLimiter` paces this process's creates per key (evenly spaced, so no burst can trip
+E2B's own bucket) and holds a create while the team already runs its maximum, asking E2B how
+many run rather than trusting a local count
 (sandboxes end on other workers, by timeout, or by hand). The caller's activity heartbeats
 while it waits. Several worker processes share one key without coordinating: E2B's 429 then
 becomes a retryable `RateLimited` and Temporal retries the activity after `Retry-After`.
@@ -38,15 +40,21 @@ class TierLimits:
 
     create_rate: float | None = None
     max_concurrent: int | None = None
+    max_lifetime_seconds: int | None = None
+    """How long one run of a sandbox may last (a resume starts a new run); None: unknown."""
 
     @classmethod
     def from_settings(cls, settings: ProviderSettings) -> TierLimits:
         """The tier's figures, each overridden by its own setting (`0` turns it off)."""
         base = TIERS[settings.e2b_tier] if settings.e2b_tier else cls()
         rate, concurrent = settings.e2b_create_rate, settings.e2b_max_concurrent
+        lifetime = settings.e2b_max_lifetime
         return cls(
             create_rate=base.create_rate if rate is None else (rate or None),
             max_concurrent=base.max_concurrent if concurrent is None else (concurrent or None),
+            max_lifetime_seconds=(
+                base.max_lifetime_seconds if lifetime is None else (lifetime or None)
+            ),
         )
 
     @property
@@ -55,8 +63,8 @@ class TierLimits:
 
 
 TIERS: dict[str, TierLimits] = {
-    "hobby": TierLimits(create_rate=1.0, max_concurrent=20),
-    "pro": TierLimits(create_rate=5.0, max_concurrent=100),
+    "hobby": TierLimits(create_rate=1.0, max_concurrent=20, max_lifetime_seconds=3600),
+    "pro": TierLimits(create_rate=5.0, max_concurrent=100, max_lifetime_seconds=86_400),
 }
 """E2B's published limits per plan."""
 

@@ -176,6 +176,9 @@ class ResumeInput(_Model):
 
 class ResumeResult(_Model):
     resumed_at: datetime
+    run_ends_at: datetime | None = None
+    """When E2B's maximum lifetime ends the run this resume began, when the maximum is known
+    (a resume starts a new run); counted from before the call, so never late."""
 
 
 class KeepAliveInput(_Model):
@@ -185,6 +188,15 @@ class KeepAliveInput(_Model):
 
 class KeepAliveResult(_Model):
     expires_at: datetime
+    state: Literal["running", "paused"] = "running"
+    """`paused`: E2B had paused the sandbox (its timeout ran out with nobody extending it, and
+    it was created `on_timeout: pause`); nothing was extended."""
+    paused_at: datetime | None = None
+    """For a sandbox found paused: when E2B paused it (its lifecycle record, else the end of
+    the timeout it ran out of): billing stopped then."""
+    run_ends_at: datetime | None = None
+    """When E2B's maximum lifetime ends this run of the sandbox (a resume starts a new run):
+    from the configured tier, or learned when E2B cut the extension short; None: not known."""
 
 
 class TerminateInput(_Model):
@@ -210,6 +222,9 @@ class CheckResult(_Model):
     alive: bool
     state: Literal["running", "paused", "gone"]
     checked_at: datetime
+    paused_at: datetime | None = None
+    """For a paused sandbox: when it was last paused, by E2B's lifecycle record (None when
+    unknown). A session that believed it running bills it paused from then."""
     """When the provider answered (a live sandbox was alive then)."""
     ended_at: datetime | None = None
     """A gone sandbox's end by the provider's record (its `killed` event); None when the

@@ -445,14 +445,17 @@ class _Dev:
 
     def _provider(self, core: Any) -> Any:
         from provider import E2BSandboxProvider, StaticCredentialSource
+        from provider.limits import TierLimits
 
         # The emulator's one key for every org: a real E2B key never reaches the local emulator.
+        # Its tier's maximum lifetime is known here: sessions roll over before it, not after.
         return E2BSandboxProvider(
             credentials=StaticCredentialSource(
                 os.environ["E2B_API_KEY"], description="the local emulator's key"
             ),
             api_url=core.api_url,
             sandbox_url=core.sandbox_url,
+            limits=TierLimits(max_lifetime_seconds=core.governor.current.max_lifetime),
         )
 
     def _banner(
@@ -474,7 +477,8 @@ class _Dev:
             "sessions dev: ready",
             f"  Temporal     {address}  (database {self.data_dir / 'temporal.db'})",
             f"  Web UI       http://{opts.host}:{opts.ui_port}/namespaces/default/workflows",
-            f"  E2B emulator {core.api_url}  (templates: base, demo-runner, donmai-worker)",
+            f"  E2B emulator {core.api_url}  (tier {core.governor.current.tier}; "
+            "templates: base, demo-runner, donmai-worker)",
             f"  ledger       {mask_url(ledger_url)}",
             f"  worker       task queue {task_queue}  (log {self.data_dir / 'dev.log'})",
             f"  inbox        {inbox_url}  ({login})",

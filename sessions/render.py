@@ -251,6 +251,8 @@ def show_status(status: SessionStatus, *, price: float) -> None:
         ("paused", f"{duration(status.paused_seconds)} (billed $0)"),
         ("cost", f"~{dollars(cost)} at {rate(price)} per running second"),
     ]
+    if status.rollovers or status.run_ends_at:
+        fields.append(("lifetime", _lifetime(status)))
     if status.end_reason and status.end_reason != status.error:
         fields.append(("ended", status.end_reason))
     if status.error:
@@ -278,6 +280,14 @@ def show_status(status: SessionStatus, *, price: float) -> None:
         context += ["", *block] if block else []
     if context:
         _lines(context)
+
+
+def _lifetime(status: SessionStatus) -> str:
+    """E2B's maximum lifetime, as the session works around it: rollovers so far, run's end."""
+    done = f"rolled over {status.rollovers} time{'s' if status.rollovers != 1 else ''}"
+    if status.run_ends_at is None:
+        return done
+    return f"{done}; this run ends {status.run_ends_at.isoformat(timespec='seconds')}"
 
 
 def _lines(lines: Sequence[str]) -> None:

@@ -32,6 +32,10 @@ GATE_OUTCOME = "gate_outcome"
 
 GATE_WAIT = "gate_wait_duration"
 """The workflows' own histogram (`workflow.metric_meter()`), exported with the SDK's metrics."""
+ROLLOVERS = "sandbox_rollovers"
+"""The workflows' counter of sandboxes paused and resumed before E2B's maximum lifetime."""
+FOUND_PAUSED = "sandbox_found_paused"
+"""The workflows' counter of sandboxes E2B paused on its own (keep-alives stopped)."""
 
 _PROVIDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 """E2B calls: tens of milliseconds (keep-alive) to minutes (a pause of a large sandbox, exec)."""

@@ -28,6 +28,9 @@ from provider.models import (
 WORKFLOW_TYPE = SESSION_WORKFLOW_TYPE
 DEFAULT_GATE_CEILING_SECONDS = 14 * 24 * 3600.0
 """An abandoned approval must not keep a paused sandbox forever (E2B keeps paused ones ~30 days)."""
+DEFAULT_ROLLOVER_SECONDS = 900.0
+"""How long before E2B's maximum lifetime ends a sandbox's run the session pauses and resumes
+it: more than an exec's default ceiling (600 s), since a rollover waits for a running command."""
 
 SessionState = Literal[
     "provisioning", "running", "paused", "terminating", "finished", "failed", "cancelled", "lost"
@@ -270,6 +273,8 @@ class SessionCarry(BaseModel):
     finish_requested: bool = False
     runner_pid: int | None = None
     alive_at: datetime | None = None
+    rollovers: int = 0
+    run_ends_at: datetime | None = None
 
 
 class SessionInput(BaseModel):
@@ -286,6 +291,10 @@ class SessionInput(BaseModel):
     """The longest any gate may wait, whatever its own timeout; then the session is terminated."""
     continue_as_new_after_events: int | None = Field(None, ge=50, le=1_000_000)
     """Continue-as-new at this history length too, not only when Temporal suggests it."""
+    lifetime_rollover_seconds: float | None = Field(DEFAULT_ROLLOVER_SECONDS, ge=1, le=86_400)
+    """Pause and resume the sandbox this long before E2B's maximum lifetime would end its run
+    (E2B restarts the run on resume), so a session outlives the cap; null: never (the sandbox
+    then dies at the cap and the session ends `lost`)."""
     carry: SessionCarry | None = None
     """Internal: the state a continued-as-new run takes over. Accepted only on a run that
     Temporal started by this session's own continue-as-new, never from a client."""
@@ -414,6 +423,12 @@ class SessionStatus(BaseModel):
     end_reason: str | None = None
     """Why the session ended when it was not a plain finish: a gate's timeout with policy
     `terminate`, or the sandbox lost."""
+    rollovers: int = 0
+    """How many times the session paused and resumed its sandbox to outlive E2B's maximum
+    lifetime (each pause is billed as paused)."""
+    run_ends_at: datetime | None = None
+    """When E2B's maximum lifetime would end the sandbox's current run, when known; the
+    session rolls it over `lifetime_rollover_seconds` before."""
 
 
 class SessionResult(BaseModel):

@@ -8,6 +8,7 @@ Times come from activity results (provider-confirmed) or `workflow.now()`, never
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,17 +48,20 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
         ExecInput,
         ExecResult,
         KeepAliveInput,
+        KeepAliveResult,
         PauseInput,
         PoolConfig,
         ProvisionInput,
         ProvisionResult,
         ResumeInput,
+        ResumeResult,
         SandboxHandle,
         SandboxRef,
         TerminateInput,
     )
     from telemetry.instruments import GATE_OUTCOME, GATE_WAIT
     from workflows import gates as _gates
+    from workflows import lifetime as _lifetime
     from workflows.models import (
         ENDED_STATES,
         WORKFLOW_TYPE,
@@ -105,6 +109,9 @@ _NOTICE_DRAIN = timedelta(seconds=5)
 just before the end): a healthy sink takes one in milliseconds; one that is down is not worth
 delaying the result for (the audit rows go with the cost record anyway)."""
 _NOTIFY_ACTIVITY = "notify_gate"
+_LIFETIME_PATCH = "e2b-lifetime"
+"""The session rolls its sandbox over before E2B's maximum lifetime and takes back a sandbox E2B
+paused on its own (histories recorded before it did neither)."""
 _NOTIFY_BOUND = timedelta(minutes=10)
 """How long a notice is retried, in rounds of NOTIFY_GATE's schedule-to-close: a notice in
 flight is done or given up by then (and a continue-as-new waits no longer for it)."""
@@ -133,6 +140,9 @@ class SandboxSession:
         self._finish = carry.finish_requested if carry else False
         self._runner_pid: int | None = carry.runner_pid if carry else None
         self._alive_at: datetime | None = carry.alive_at if carry else None
+        self._rollovers = carry.rollovers if carry else 0
+        self._run_ends_at: datetime | None = carry.run_ends_at if carry else None
+        self._lifetime_aware: bool | None = None
         self._check_wanted = False
         self._last_check: datetime | None = None
         self._lost: CheckResult | None = None
@@ -288,8 +298,14 @@ class SandboxSession:
                 await self._hold(gate)
                 next_keep_alive = workflow.now() + interval
                 continue
+            if self._state == "paused" and self._knows_lifetime():
+                await self._resume()  # E2B paused it on its own (found by a keep-alive or check)
+                next_keep_alive = workflow.now() + interval
+                continue
             if self._should_continue_as_new():
                 await self._continue_as_new()
+            rollover_at = self._rollover_due()
+            wake = next_keep_alive if rollover_at is None else min(next_keep_alive, rollover_at)
             try:
                 await workflow.wait_condition(
                     lambda: (
@@ -298,19 +314,82 @@ class SandboxSession:
                         or self._next_gate() is not None
                         or self._should_continue_as_new()
                     ),
-                    timeout=max(next_keep_alive - workflow.now(), timedelta(seconds=1)),
+                    timeout=max(wake - workflow.now(), timedelta(seconds=1)),
                 )
             except TimeoutError:
-                await self._keep_alive()
+                if rollover_at is not None and workflow.now() >= rollover_at:
+                    await self._rollover()
+                else:
+                    await self._keep_alive()
                 next_keep_alive = workflow.now() + interval
 
     async def _keep_alive(self) -> None:
-        await workflow.execute_activity_method(
+        result: KeepAliveResult = await workflow.execute_activity_method(
             SandboxActivities.keep_alive_sandbox,
             KeepAliveInput(ref=self._ref(), timeout_seconds=self._input.pool.timeout_seconds),
             **KEEP_ALIVE,
         )
+        if self._knows_lifetime():
+            if result.state == "paused":
+                self._found_paused(result.paused_at or result.expires_at)
+                return
+            self._run_ends_at = result.run_ends_at
         self._alive_at = workflow.now()
+
+    # ---------------------------------------------------------------- E2B's lifetime
+
+    def _knows_lifetime(self) -> bool:
+        """Whether this run handles E2B's lifetime cap and on-timeout pause (`_LIFETIME_PATCH`)."""
+        if self._lifetime_aware is None:
+            self._lifetime_aware = workflow.patched(_LIFETIME_PATCH)
+        return self._lifetime_aware
+
+    def _rollover_due(self) -> datetime | None:
+        if not self._knows_lifetime():
+            return None
+        return _lifetime.rollover_due(self._run_ends_at, self._input.lifetime_rollover_seconds)
+
+    async def _rollover(self) -> None:
+        """Pause and resume the sandbox before E2B's maximum lifetime ends its run: E2B starts a
+        new run on resume, so the session keeps its sandbox (memory, files, processes) past the
+        cap. Exact billing: the seconds in between are paused. A running command finishes first
+        (the lock): a pause would cut its stream."""
+        ends = self._run_ends_at
+        self._run_ends_at = None  # the next keep-alive learns the new run's end
+        async with self._sandbox_lock:
+            if self._state != "running" or self._finish:
+                return
+            await self._shielded(
+                SandboxActivities.pause_sandbox,
+                PauseInput(ref=self._ref()),
+                PAUSE,
+                on_result=lambda r: self._transition("paused", r.paused_at),
+            )
+        self._rollovers += 1
+        _lifetime.count_rollover()
+        asyncio.ensure_future(self._record_closed_segment())
+        workflow.logger.info(
+            "sandbox rolled over before E2B's maximum lifetime (its run would end at %s): "
+            "rollover %d",
+            ends.isoformat() if ends else "unknown",
+            self._rollovers,
+        )
+        if self._next_gate() is None and not self._finish:
+            await self._resume()  # else the gate holds it paused, or the session ends
+
+    def _found_paused(self, at: datetime) -> None:
+        """E2B paused the sandbox on its own (its timeout ran out while no keep-alive reached it:
+        every worker down longer than the pool's timeout). Billed as paused from E2B's pause;
+        the run loop resumes it, or a gate holds it, or the session ends."""
+        workflow.logger.warning(
+            "sandbox was found paused by E2B (since %s): its timeout ran out with no keep-alive; "
+            "billed as paused from then",
+            at.isoformat(),
+        )
+        self._run_ends_at = None
+        self._transition("paused", at)
+        _lifetime.count_found_paused()
+        asyncio.ensure_future(self._record_closed_segment())
 
     async def _check(self, *, spaced: bool = True) -> None:
         """Ask the provider whether the sandbox lives; raise `_SandboxLost` when it does not.
@@ -336,6 +415,8 @@ class SandboxSession:
             return
         if result.alive:
             self._alive_at = result.checked_at
+            if result.state == "paused" and self._state == "running" and self._knows_lifetime():
+                self._found_paused(result.paused_at or result.checked_at)
             return
         self._lost = result
         raise _SandboxLost()
@@ -477,8 +558,13 @@ class SandboxSession:
                 SandboxActivities.resume_sandbox,
                 ResumeInput(ref=self._ref(), timeout_seconds=self._input.pool.timeout_seconds),
                 RESUME,
-                on_result=lambda r: self._transition("running", r.resumed_at),
+                on_result=self._resumed,
             )
+
+    def _resumed(self, result: ResumeResult) -> None:
+        self._transition("running", result.resumed_at)
+        if self._knows_lifetime():
+            self._run_ends_at = result.run_ends_at  # a resume starts a new run
 
     def _transition(self, state: BilledState, at: datetime) -> None:
         """The sandbox is `state` since `at`, a provider-confirmed time."""
@@ -577,6 +663,7 @@ class SandboxSession:
             self._state = outcome
             self._publish()
             return False
+        await self._learn_state_before_end()
         self._state = "terminating"
         self._publish()
         ended_at, confirmed = await self._terminate()
@@ -623,6 +710,20 @@ class SandboxSession:
             )
             return False
         return True
+
+    async def _learn_state_before_end(self) -> None:
+        """A sandbox no keep-alive reached for its whole timeout (every worker down) may have
+        been paused by E2B: ask once before the kill, so that stretch is billed paused. A
+        session whose keep-alives ran (every one) never pays for this call."""
+        if self._handle is None or self._state != "running" or self._lost is not None:
+            return
+        if not self._knows_lifetime():
+            return
+        silent = workflow.now() - self._last_alive()
+        if silent < timedelta(seconds=self._input.pool.timeout_seconds):
+            return
+        with contextlib.suppress(_SandboxLost):  # then `_terminate` bills it to its end
+            await self._check(spaced=False)
 
     async def _terminate(self) -> tuple[datetime, bool]:
         """Kill the sandbox; when (and whether the provider confirms when) it ended.
@@ -730,8 +831,10 @@ class SandboxSession:
                     **exec_config(request.timeout_seconds),
                 )
             except ActivityError as err:
-                if _sandbox_gone(err):
-                    self.check_sandbox()  # the run loop confirms it and ends the session lost
+                if _sandbox_gone(err) or _failure_type(err) == "SandboxPaused":
+                    # The run loop asks the provider: a lost sandbox ends the session, one E2B
+                    # paused is billed paused and resumed.
+                    self.check_sandbox()
                 raise
             self._alive_at = workflow.now()
             return result
@@ -760,6 +863,8 @@ class SandboxSession:
             cost_owed=self._owed,
             alive_at=self._last_alive() if self._handle else None,
             end_reason=self._end_reason,
+            rollovers=self._rollovers,
+            run_ends_at=self._run_ends_at,
         )
 
     # ---------------------------------------------------------------- helpers
@@ -922,6 +1027,8 @@ class SandboxSession:
             finish_requested=self._finish,
             runner_pid=self._runner_pid,
             alive_at=self._alive_at,
+            rollovers=self._rollovers,
+            run_ends_at=self._run_ends_at,
         )
         return self._input.model_copy(update={"carry": carry})
 
@@ -950,10 +1057,15 @@ class SandboxSession:
 
 def _sandbox_gone(err: BaseException) -> bool:
     """The activity failed because the provider no longer knows the sandbox."""
+    return _failure_type(err) == "SandboxGone"
+
+
+def _failure_type(err: BaseException) -> str | None:
+    """The application error type under an activity failure."""
     cause: BaseException | None = err
     while isinstance(cause, ActivityError):
         cause = cause.cause
-    return isinstance(cause, ApplicationError) and cause.type == "SandboxGone"
+    return cause.type if isinstance(cause, ApplicationError) else None
 
 
 def _record_gate_wait(gate: Gate) -> None:

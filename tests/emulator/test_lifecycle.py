@@ -124,8 +124,10 @@ async def test_auto_pause_on_timeout(
     async with new_sandbox(timeout=1, lifecycle={"on_timeout": "pause"}) as sbx:
         await sbx.files.write("/home/user/kept.txt", "still here")
 
-        async def paused() -> bool:
-            return (await sbx.get_info()).state == SandboxState.PAUSED
+        async def paused() -> bool:  # E2B says paused while pausing; the record, once done
+            info = await sbx.get_info()
+            done = emulator_env.record(sbx.sandbox_id).state == "paused"
+            return info.state == SandboxState.PAUSED and done
 
         await _wait_for(paused, timeout=4)
         assert emulator_env.record(sbx.sandbox_id).transitions[-1].reason == "timeout"

@@ -13,6 +13,7 @@ from e2b import AsyncSandbox
 from temporalio.testing import ActivityEnvironment
 
 from activities.sandbox import CHECK, SandboxActivities
+from common.settings import ProviderSettings
 from emulator.records import SandboxRecord
 from emulator.testing import EmulatorHandle
 from provider import (
@@ -26,7 +27,7 @@ from provider import (
     SandboxRef,
     TerminateInput,
 )
-from tests.fixtures.provider import ORG, Sandboxes, ref_of
+from tests.fixtures.provider import ORG, Sandboxes, make_provider, ref_of
 
 CLOSE = timedelta(milliseconds=50)
 
@@ -65,8 +66,12 @@ async def test_a_running_then_paused_sandbox_is_alive(
 
 
 async def test_a_sandbox_killed_by_its_timeout_ends_at_its_record(
-    sandboxes: Sandboxes, provider: E2BSandboxProvider, emulator_faults: EmulatorHandle
+    emulator_faults: EmulatorHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Created to die at its timeout (`E2B_ON_TIMEOUT=kill`; by default E2B would pause it).
+    monkeypatch.setenv("E2B_ON_TIMEOUT", "kill")
+    provider = make_provider(emulator_faults, settings=ProviderSettings.load())
+    sandboxes = Sandboxes(provider)
     ref = ref_of(await sandboxes.provision())
     # E2B ends a sandbox nobody extends: shorten its lifetime as its limit would.
     await AsyncSandbox.set_timeout(ref.sandbox_id, 1, **_sdk(emulator_faults))

@@ -15,6 +15,7 @@ from provider import (
     PauseInput,
     ResumeInput,
     SandboxGone,
+    SandboxPaused,
     SandboxRef,
     TerminateInput,
     session_idempotency_key,
@@ -126,7 +127,7 @@ async def test_pause_resume_keeps_process_and_file(
     assert again.already_paused
 
     # A command must not silently resume (and bill) a paused sandbox.
-    with pytest.raises(InvalidRequest, match="paused"):
+    with pytest.raises(SandboxPaused, match="paused"):
         await sandboxes.exec(ref, "true")
     assert emulator_faults.record(ref.sandbox_id).state == "paused"
 

@@ -31,19 +31,28 @@ SESSIONS = 8
 
 def test_tiers_and_overrides_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     def limits(**env: str) -> TierLimits:
-        for name in ("E2B_TIER", "E2B_CREATE_RATE", "E2B_MAX_CONCURRENT"):
+        for name in ("E2B_TIER", "E2B_CREATE_RATE", "E2B_MAX_CONCURRENT", "E2B_MAX_LIFETIME"):
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         return TierLimits.from_settings(ProviderSettings.load())
 
     assert limits() == TierLimits()  # unset: no pacing, the 429 path only
-    assert limits(E2B_TIER="hobby") == TierLimits(1.0, 20)
-    assert limits(E2B_TIER="Pro") == TierLimits(5.0, 100)
-    assert limits(E2B_TIER="pro", E2B_CREATE_RATE="2.5", E2B_MAX_CONCURRENT="0") == TierLimits(
-        2.5, None
-    )
-    for bad in ({"E2B_TIER": "gold"}, {"E2B_CREATE_RATE": "fast"}, {"E2B_MAX_CONCURRENT": "-1"}):
+    assert limits(E2B_TIER="hobby") == TierLimits(1.0, 20, 3600)
+    assert limits(E2B_TIER="Pro") == TierLimits(5.0, 100, 86_400)
+    assert limits(
+        E2B_TIER="pro", E2B_CREATE_RATE="2.5", E2B_MAX_CONCURRENT="0", E2B_MAX_LIFETIME="600"
+    ) == TierLimits(2.5, None, 600)
+    assert limits(E2B_TIER="hobby", E2B_MAX_LIFETIME="0").max_lifetime_seconds is None
+    assert limits(E2B_MAX_LIFETIME="7200") == TierLimits(None, None, 7200)
+    for bad in (
+        {"E2B_TIER": "gold"},
+        {"E2B_CREATE_RATE": "fast"},
+        {"E2B_MAX_CONCURRENT": "-1"},
+        {"E2B_MAX_LIFETIME": "-5"},
+        {"E2B_MAX_LIFETIME": "1h"},
+        {"E2B_ON_TIMEOUT": "hibernate"},
+    ):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             limits(**bad)
 

@@ -587,6 +587,21 @@ START_ROWS = [
         "gate_ceiling_seconds: Input should be a finite number",
     ),
     (
+        "start-zero-rollover",
+        {"lifetime_rollover_seconds": 0},
+        "lifetime_rollover_seconds: Input should be greater than or equal to 1",
+    ),
+    (
+        "start-huge-rollover",
+        {"lifetime_rollover_seconds": 1e14},
+        "lifetime_rollover_seconds: Input should be less than or equal to 86400",
+    ),
+    (
+        "start-nan-rollover",
+        (_json(b'{"session_id": "%s", "org_id": "acme", "lifetime_rollover_seconds": NaN}'),),
+        "lifetime_rollover_seconds: Input should be a finite number",
+    ),
+    (
         "start-huge-events",
         {"continue_as_new_after_events": 10**30},
         "continue_as_new_after_events: Input should be less than or equal to 1000000",

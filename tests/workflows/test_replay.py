@@ -54,6 +54,9 @@ def test_histories_cover_every_path() -> None:
         "gate_notify_failed",
         "gate_continued_while_waiting",
         "gate_notify_rounds",
+        # After the session handled E2B's lifetime cap and a sandbox E2B paused on its own.
+        "lifetime_rollover",
+        "found_paused_by_e2b",
     }
     assert expected <= names, f"missing histories: {sorted(expected - names)}"
 
