@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from .limits import TIERS, Limits, LimitsUpdate, Tier
+from .limits import TIERS, LimitFigures, Limits, LimitsUpdate, Tier
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 49982
@@ -112,19 +112,11 @@ _ENV = {
     "resume_seconds": "EMULATOR_RESUME_SECONDS",
 }
 
-#: The figures a tier sets, each overridable by its own setting.
-LIMIT_FIELDS = (
-    "max_lifetime",
-    "create_rate",
-    "max_running",
-    "api_rate",
-    "api_rate_period",
-    "pause_seconds_per_gib",
-    "resume_seconds",
-)
+LIMIT_FIELDS = tuple(LimitFigures.model_fields)
+"""The figures a tier sets, each overridable by its own setting."""
 
 
-class EmulatorConfig(BaseModel):
+class EmulatorConfig(LimitFigures):
     """Everything the emulator needs; missing fields come from the environment, then defaults.
 
     Environment: EMULATOR_HOST, EMULATOR_PORT, EMULATOR_ENVD_PORT, E2B_API_KEY (the key the
@@ -157,19 +149,7 @@ class EmulatorConfig(BaseModel):
     tick_seconds: float = Field(default=0.1, gt=0)
     """How often sandbox timeouts are checked."""
     tier: Tier = "dev"
-    max_lifetime: int | None = Field(default=None, gt=0)
-    """Seconds one run of a sandbox may last (hobby 3600, pro 86400)."""
-    create_rate: float | None = Field(default=None, ge=0)
-    """Sandbox creates per second (hobby 1, pro 5; 0: no limit)."""
-    max_running: int | None = Field(default=None, ge=0)
-    """Sandboxes running at once (hobby 20, pro 100; 0: no limit)."""
-    api_rate: int | None = Field(default=None, ge=0)
-    """Calls per `api_rate_period` seconds per API route (hobby/pro 20000 per 30 s; 0: none)."""
-    api_rate_period: float | None = Field(default=None, gt=0)
-    pause_seconds_per_gib: float | None = Field(default=None, ge=0)
-    """A pause's duration per GiB of memory (E2B about 4; sandboxes have 512 MiB)."""
-    resume_seconds: float | None = Field(default=None, ge=0)
-    """A resume's duration (E2B about 1)."""
+    """E2B's figures to enforce (`LimitFigures`, each overridable)."""
     quiet: bool = False
     """Do not print the start line (in-process test servers)."""
 
@@ -209,8 +189,8 @@ class EmulatorConfig(BaseModel):
     @property
     def limits(self) -> Limits:
         """The tier's figures with every override given applied."""
-        given = {f: getattr(self, f) for f in LIMIT_FIELDS if getattr(self, f) is not None}
-        return LimitsUpdate(tier=self.tier, **given).apply(TIERS[self.tier])
+        change = LimitsUpdate.model_validate({"tier": self.tier, **self.given_figures()})
+        return change.apply(TIERS[self.tier])
 
     @property
     def api_key_generated(self) -> bool:

@@ -20,6 +20,7 @@ from e2b.envd.process.process_connect import Process
 from protobuf import Oneof
 
 from .envd_users import SandboxUser, connect_path, connect_user
+from .errors import EmulatorError
 from .processes import ManagedProcess, ProcessConfig
 from .runtime import RuntimeError_
 
@@ -153,10 +154,6 @@ class ProcessService(Process):
 
         The sandbox's own envs (template, create) and the command's still override them, in
         envd's order."""
-        if config.tag is not None and sandbox.find_process(tag=config.tag) is not None:
-            raise ConnectError(
-                Code.ALREADY_EXISTS, f"a process with tag {config.tag!r} is already running"
-            )
         cwd = connect_path(config.cwd or "", user)
         env = sandbox.command_env(None)
         for key, value in (("HOME", user.home), ("USER", user.name), ("LOGNAME", user.name)):
@@ -164,17 +161,11 @@ class ProcessService(Process):
                 env[key] = value
         env.update(config.envs)
         try:
-            spawned = await sandbox.runtime.spawn(
-                [config.cmd, *config.args], env, cwd, config.stdin, user.credentials
-            )
+            return await sandbox.start_process(config, env=env, cwd=cwd, user=user.credentials)
         except RuntimeError_ as e:
             raise ConnectError(Code.INVALID_ARGUMENT, str(e)) from e
-        process = ManagedProcess(spawned=spawned, config=config)
-        process.start()
-        sandbox.processes[process.pid] = process
-        if len(sandbox.processes) > 256:  # as Sandbox.start_process: finished ones are forgotten
-            sandbox.processes = {k: p for k, p in sandbox.processes.items() if p.running}
-        return process
+        except EmulatorError as e:
+            raise ConnectError(Code.ALREADY_EXISTS, e.message) from e
 
     async def connect(
         self, request: pb.ConnectRequest, ctx: RequestContext

@@ -89,7 +89,34 @@ TIERS: dict[Tier, Limits] = {
 }
 
 
-class LimitsUpdate(BaseModel):
+class LimitFigures(BaseModel):
+    """The figures a tier sets, each one a setting of its own (start-up options, run-time
+    changes); None: the tier's."""
+
+    max_lifetime: int | None = Field(default=None, gt=0)
+    """Seconds one run of a sandbox may last (hobby 3600, pro 86400)."""
+    create_rate: float | None = Field(default=None, ge=0)
+    """Sandbox creates per second (hobby 1, pro 5; 0: no limit)."""
+    max_running: int | None = Field(default=None, ge=0)
+    """Sandboxes running at once (hobby 20, pro 100; 0: no limit)."""
+    api_rate: int | None = Field(default=None, ge=0)
+    """Calls per `api_rate_period` seconds per API route (hobby/pro 20000 per 30 s; 0: none)."""
+    api_rate_period: float | None = Field(default=None, gt=0)
+    pause_seconds_per_gib: float | None = Field(default=None, ge=0)
+    """A pause's duration per GiB of memory (E2B about 4; sandboxes have 512 MiB)."""
+    resume_seconds: float | None = Field(default=None, ge=0)
+    """A resume's duration (E2B about 1)."""
+
+    def given_figures(self) -> dict[str, object]:
+        """The figures set (not None), by name."""
+        return {
+            name: getattr(self, name)
+            for name in LimitFigures.model_fields
+            if getattr(self, name) is not None
+        }
+
+
+class LimitsUpdate(LimitFigures):
     """A change of the limits (`PUT /_emulator/limits`, `EmulatorHandle.set_limits`): the fields
     given replace the current ones (`tier` first resets every figure to that tier's); `null`
     (or 0 for a rate or count) turns a limit off. `pause_seconds` sets the pause time directly."""
@@ -97,14 +124,7 @@ class LimitsUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tier: Tier | None = None
-    max_lifetime: int | None = Field(default=None, gt=0)
-    create_rate: float | None = Field(default=None, ge=0)
-    max_running: int | None = Field(default=None, ge=0)
-    api_rate: int | None = Field(default=None, ge=0)
-    api_rate_period: float | None = Field(default=None, gt=0)
-    pause_seconds_per_gib: float | None = Field(default=None, ge=0)
     pause_seconds: float | None = Field(default=None, ge=0)
-    resume_seconds: float | None = Field(default=None, ge=0)
 
     def apply(self, current: Limits) -> Limits:
         base = TIERS[self.tier] if self.tier is not None else current

@@ -10,7 +10,7 @@ from typing import Literal
 from .errors import EmulatorError
 from .processes import ManagedProcess, ProcessConfig
 from .records import SandboxRecord, now
-from .runtime import SANDBOX_HOME, Runtime
+from .runtime import SANDBOX_HOME, Credentials, Runtime
 from .templates import Template
 
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -120,16 +120,25 @@ class Sandbox:
         env.update(extra or {})
         return env
 
-    async def start_process(self, config: ProcessConfig) -> ManagedProcess:
-        if config.tag is not None and any(
-            p.config.tag == config.tag for p in self.processes.values() if p.running
-        ):
+    async def start_process(
+        self,
+        config: ProcessConfig,
+        *,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        user: Credentials | None = None,
+    ) -> ManagedProcess:
+        """Start a process; `env`, `cwd` and `user` as envd resolved them for its caller
+        (default: the sandbox's environment plus the command's, in `config.cwd` or the home,
+        as E2B's `user`)."""
+        if config.tag is not None and self.find_process(tag=config.tag) is not None:
             raise EmulatorError(409, f"a process with tag {config.tag!r} is already running")
         spawned = await self.runtime.spawn(
             [config.cmd, *config.args],
-            self.command_env(config.envs),
-            config.cwd or SANDBOX_HOME,
+            env if env is not None else self.command_env(config.envs),
+            cwd or config.cwd or SANDBOX_HOME,
             config.stdin,
+            user,
         )
         process = ManagedProcess(spawned=spawned, config=config)
         process.start()
