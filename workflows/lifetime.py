@@ -16,12 +16,18 @@ with workflow.unsafe.imports_passed_through():
 __all__ = ["count_found_paused", "count_rollover", "rollover_due"]
 
 
-def rollover_due(run_ends_at: datetime | None, margin_seconds: float | None) -> datetime | None:
-    """When to roll over a run that E2B ends at `run_ends_at`; None when it is not known or
-    rollover is off (`margin_seconds` None)."""
+def rollover_due(
+    run_ends_at: datetime | None, margin_seconds: float | None, run_started: datetime | None
+) -> datetime | None:
+    """When to roll over a run that E2B ends at `run_ends_at`: `margin_seconds` before, but
+    never in the run's first half (a margin longer than the lifetime would otherwise pause and
+    resume the sandbox at every keep-alive); None when the end is not known or rollover is off."""
     if run_ends_at is None or margin_seconds is None:
         return None
-    return run_ends_at - timedelta(seconds=margin_seconds)
+    due = run_ends_at - timedelta(seconds=margin_seconds)
+    if run_started is not None and run_started < run_ends_at:
+        due = max(due, run_started + (run_ends_at - run_started) / 2)
+    return due
 
 
 def count_rollover() -> None:

@@ -347,7 +347,9 @@ class SandboxSession:
     def _rollover_due(self) -> datetime | None:
         if not self._knows_lifetime():
             return None
-        return _lifetime.rollover_due(self._run_ends_at, self._input.lifetime_rollover_seconds)
+        return _lifetime.rollover_due(
+            self._run_ends_at, self._input.lifetime_rollover_seconds, self._usage.latest
+        )
 
     async def _rollover(self) -> None:
         """Pause and resume the sandbox before E2B's maximum lifetime ends its run: E2B starts a
