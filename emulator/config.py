@@ -47,7 +47,10 @@ class ScriptedFault(BaseModel):
 
 
 class FaultSettings(BaseModel):
-    """Injected failures of control-plane calls; all off by default."""
+    """Injected failures of control-plane calls; all off by default. E2B's own limits (create
+    rate, concurrency) are not faults: they are `emulator.limits` (`PUT /_emulator/limits`)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     rate_limit_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     """Share of calls answered 429 with `Retry-After`."""
@@ -62,12 +65,6 @@ class FaultSettings(BaseModel):
     """Restrict the random faults to these operations (None: every operation)."""
     seed: int | None = None
     scripted: list[ScriptedFault] = Field(default_factory=list)
-    create_rate: float | None = Field(default=None, gt=0)
-    """Deprecated (use the limits: `--create-rate`, `PUT /_emulator/limits`): while set, it
-    replaces the limits' create rate; `reset_chaos` unsets it."""
-    max_running: int | None = Field(default=None, ge=1)
-    """Deprecated (use the limits: `--max-running`): while set, it replaces the limits'
-    concurrency limit; `reset_chaos` unsets it."""
 
 
 def _parse_latency(value: Any) -> dict[str, float]:

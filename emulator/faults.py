@@ -26,8 +26,8 @@ class Chaos:
         self.faults = faults
         self._random = random.Random(faults.seed)
         self.injected: Counter[str] = Counter()
-        """Failures answered so far, by `<operation>:<status>`; `create:limit` counts creates
-        refused by the limits (`emulator.limits`: create rate or concurrency)."""
+        """Failures injected so far, by `<operation>:<status>` (the limits' refusals are
+        `Governor.refused`)."""
 
     def set_latency(self, latency: dict[str, float]) -> None:
         self.latency = dict(latency)

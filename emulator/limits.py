@@ -18,14 +18,11 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import EmulatorError
-
-if TYPE_CHECKING:
-    from .faults import Chaos
 
 Tier = Literal["dev", "hobby", "pro"]
 TIER_NAMES: tuple[Tier, ...] = ("dev", "hobby", "pro")
@@ -176,9 +173,8 @@ class Bucket:
 class Governor:
     """The limits in force, their buckets, and the refusals they caused."""
 
-    def __init__(self, limits: Limits, chaos: Chaos):
+    def __init__(self, limits: Limits):
         self._startup = limits.model_copy()
-        self.chaos = chaos
         self.reset()
 
     def reset(self) -> None:
@@ -191,20 +187,6 @@ class Governor:
         self.current = change.apply(self.current)
         self._buckets.clear()
         return self.current
-
-    @property
-    def effective(self) -> Limits:
-        """The current limits, with the (deprecated) `FaultSettings.create_rate` / `max_running`
-        taking precedence while set, so tests that set them through the faults keep working."""
-        faults = self.chaos.faults
-        if faults.create_rate is None and faults.max_running is None:
-            return self.current
-        update = {
-            k: v
-            for k, v in (("create_rate", faults.create_rate), ("max_running", faults.max_running))
-            if v is not None
-        }
-        return self.current.model_copy(update=update)
 
     def _bucket(self, key: str, rate: float, burst: int, period: float) -> Bucket:
         bucket = self._buckets.get(key)
@@ -228,24 +210,21 @@ class Governor:
 
     def check_create_rate(self) -> dict[str, str]:
         """The team's sandbox creation rate (every create call counts, replays included)."""
-        rate = self.effective.create_rate
+        rate = self.current.create_rate
         if rate is None:
             return {}
         allowed, headers = self._bucket("create", rate, max(1, math.ceil(rate)), 1.0).take()
         if not allowed:
             self.refused["create"] += 1
-            self.chaos.injected["create:limit"] += 1
             raise EmulatorError(429, RATE_LIMITED, headers=headers)
         return headers
 
-    def check_running(self, live: int, *, creating: bool) -> None:
+    def check_running(self, live: int) -> None:
         """E2B's concurrency limit, for a create or a resume: 429 without Retry-After."""
-        limit = self.effective.max_running
+        limit = self.current.max_running
         if limit is None or live < limit:
             return
         self.refused["running"] += 1
-        if creating:
-            self.chaos.injected["create:limit"] += 1
         raise EmulatorError(
             429,
             f"you have reached the maximum number of concurrent E2B sandboxes ({limit}). "

@@ -176,7 +176,7 @@ class SandboxManager:
         if template is None:
             raise EmulatorError(404, f"template '{template_id}' not found")
         seconds = self._timeout(timeout, CREATE_TIMEOUT_DEFAULT)
-        self.governor.check_running(self.live(), creating=True)
+        self.governor.check_running(self.live())
         self._starting += 1  # counted until it runs: concurrent creates cannot overshoot
         try:
             sandbox = await self._start(template, seconds, envs, metadata, auto_pause)
@@ -271,7 +271,7 @@ class SandboxManager:
         async with sandbox.lock:
             if sandbox.phase != "paused":
                 return False
-            self.governor.check_running(self.live(), creating=False)
+            self.governor.check_running(self.live())
             sandbox.phase = "resuming"
             sandbox.settled.clear()
         if not await self._settle(self._finish_resume(sandbox, seconds, auto_pause)):

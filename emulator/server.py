@@ -42,7 +42,7 @@ class EmulatorCore:
         self.config = config
         self.templates = load_templates(config.templates_file)
         self.chaos = Chaos(config.latency, config.faults)
-        self.governor = Governor(config.limits, self.chaos)
+        self.governor = Governor(config.limits)
         self.isolated = self._isolation(config.isolation)
         self._own_data_dir = config.data_dir is None
         self.data_dir = Path(config.data_dir or tempfile.mkdtemp(prefix="e2b-emulator-"))

@@ -13,7 +13,6 @@ import pytest
 from e2b import AsyncSandbox
 from e2b.exceptions import RateLimitException
 
-from emulator import FaultSettings
 from emulator.config import EmulatorConfig
 from emulator.limits import TIERS
 from emulator.server import config_from_options
@@ -34,7 +33,7 @@ async def test_concurrency_is_a_429_without_retry_after_and_counts_resumes(
         assert r.json()["message"].startswith(CONCURRENCY)
         with pytest.raises(RateLimitException, match="concurrent E2B sandboxes"):
             await AsyncSandbox.create()  # after the SDK's own retries
-        assert emu.core.chaos.injected["create:limit"] >= 2  # what older tests count
+        assert emu.core.governor.refused["running"] >= 2
         assert await one.pause() is True  # a paused sandbox does not count ...
         three = await AsyncSandbox.create()
         r = await call(emu, "POST", f"/v2/sandboxes/{one.sandbox_id}/connect", json={})
@@ -92,11 +91,9 @@ async def test_tiers_and_the_limits_admin_api(monkeypatch: pytest.MonkeyPatch) -
         assert changed.pause_seconds == 0.5
         r = await call(emu, "PUT", "/_emulator/limits", json={"max_runing": 3})
         assert r.status_code == 400 and "max_runing" in r.json()["message"]
-        # The deprecated fault settings still bind while set, and go with reset_chaos.
-        emu.set_faults(FaultSettings(max_running=1))
-        assert emu.core.governor.effective.max_running == 1
-        emu.reset_chaos()
-        assert emu.core.governor.effective.max_running is None
+        # E2B's limits are limits, not faults: the faults API names the field it refuses.
+        r = await call(emu, "PUT", "/_emulator/faults", json={"max_running": 1})
+        assert r.status_code == 400 and "max_running" in r.json()["message"]
         await emu.reset()  # start-up figures again
         assert emu.limits() == TIERS["hobby"].model_copy(update={"resume_seconds": 0.2})
 

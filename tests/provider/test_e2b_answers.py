@@ -144,7 +144,7 @@ async def test_the_concurrency_429_without_retry_after_is_retried_after_a_second
 ) -> None:
     first = await sandboxes.provision()
     running = len([r for r in emulator_faults.records() if r.state == "running"])
-    emulator_faults.set_faults(max_running=running)
+    emulator_faults.set_limits(max_running=running)
     with pytest.raises(RateLimited) as caught:
         await sandboxes.provision()
     assert caught.value.retryable and caught.value.retry_after == 1.0

@@ -13,7 +13,6 @@ from temporalio.client import WorkflowHandle
 
 from common.errors import ConfigError
 from common.settings import ProviderSettings
-from emulator.config import FaultSettings
 from emulator.testing import EmulatorHandle
 from ledger import Ledger
 from provider import E2BSandboxProvider, StaticCredentialSource
@@ -107,11 +106,16 @@ def _max_overlap(emu: EmulatorHandle, ids: set[str]) -> int:
     return peak
 
 
+def _refused(emu: EmulatorHandle) -> int:
+    """429s E2B's limits (the create rate, the running limit) answered."""
+    return emu.core.governor.refused["create"] + emu.core.governor.refused["running"]
+
+
 @pytest.fixture
 def limited_emulator(private_emulator: EmulatorHandle) -> AsyncIterator[EmulatorHandle]:
-    private_emulator.set_faults(FaultSettings(create_rate=RATE, max_running=MAX_RUNNING))
+    private_emulator.set_limits(create_rate=RATE, max_running=MAX_RUNNING)
     yield private_emulator
-    private_emulator.reset_chaos()
+    private_emulator.reset_limits()
 
 
 async def test_many_sessions_at_once_stay_within_the_limits(
@@ -131,7 +135,7 @@ async def test_many_sessions_at_once_stay_within_the_limits(
     )
     elapsed = loop.time() - started
     new = [r for r in emu.records() if r.sandbox_id not in before]
-    refused = emu.core.chaos.injected["create:limit"]
+    refused = _refused(emu)
     per_second = _max_in_window([r.created_at for r in new], 0.9)
     overlap = _max_overlap(emu, {r.sandbox_id for r in new})
     print(
@@ -153,7 +157,7 @@ async def test_without_the_limiter_the_429s_are_retried_and_nothing_fails(
     """The backstop for workers sharing one key: E2B's 429 is a retryable failure."""
     emu = limited_emulator
     outcomes = await _run_sessions(temporal_client, emu, reliability_ledger, TierLimits(), 5, 2.0)
-    refused = emu.core.chaos.injected["create:limit"]
+    refused = _refused(emu)
     print(f"\nrate limits (limiter off): sessions=5 refused_429={refused} outcomes={outcomes}")
     assert refused > 0, "without pacing, E2B refuses creates"
     assert outcomes == ["finished"] * 5
