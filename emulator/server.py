@@ -9,7 +9,7 @@ import shutil
 import signal
 import socket
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from common.cli import CONTEXT_SETTINGS
 from common.cli import main as run_command
 from common.errors import ConfigError
+from common.serving import QuietServer
 
 from .config import LIMIT_FIELDS, EmulatorConfig
 from .envd import EnvdApp
@@ -107,14 +108,6 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handling: whoever runs `serve` owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def _url(host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
@@ -130,7 +123,7 @@ async def serve(
     core.api_url = _url(config.host, api_sock.getsockname()[1])
     core.sandbox_url = _url(config.host, envd_sock.getsockname()[1])
     servers = [
-        _Server(
+        QuietServer(
             uvicorn.Config(
                 app,
                 log_level="warning",

@@ -41,6 +41,7 @@ from sessions.client import new_session_id  # noqa: E402
 from sessions.web.app import build_app  # noqa: E402
 from sessions.web.users import UsersFile  # noqa: E402
 from tests.fixtures.cli import poll_status  # noqa: E402
+from tests.fixtures.http import serving_http  # noqa: E402
 from tests.fixtures.stack import Stack, serve_stack  # noqa: E402
 from tests.fixtures.web import (  # noqa: E402
     CHROMIUM_ARGS,
@@ -48,7 +49,6 @@ from tests.fixtures.web import (  # noqa: E402
     SECRET,
     USERS,
     free_port,
-    serve_inbox,
     web_settings,
 )
 from workflows import SessionStatus  # noqa: E402
@@ -308,7 +308,7 @@ async def main(out: Path) -> None:
                 scene = Scene()
                 try:
                     await stage(stack, client, scene)
-                    async with serve_inbox(app, port=port) as url:
+                    async with serving_http(app, port=port) as url:
                         for path in await shoot(url, scene, out):
                             print(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
                 finally:

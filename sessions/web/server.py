@@ -5,27 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 from common.errors import ConfigError
 from common.settings import WebSettings
 
-__all__ = ["inbox_key", "quiet_server", "run_inbox", "serve"]
+__all__ = ["inbox_key", "run_inbox", "serve"]
 
 log = logging.getLogger("sessions.web")
-
-
-def quiet_server(config: Any) -> Any:
-    """A uvicorn server without its signal handling: whoever runs it owns SIGINT and SIGTERM."""
-    import uvicorn
-
-    class _Server(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    return _Server(config)
 
 
 def inbox_key(settings: WebSettings) -> bytes:
@@ -51,6 +38,7 @@ async def run_inbox(
     """Serve until `stop` is set. `client`: a connected `temporalio.client.Client`."""
     import uvicorn
 
+    from common.serving import QuietServer
     from sessions.client import SessionClient
     from sessions.web.app import build_app
 
@@ -72,7 +60,7 @@ async def run_inbox(
         proxy_headers=False,  # the peer address decides proxy mode: never a header's say
         server_header=False,
     )
-    server = quiet_server(config)
+    server = QuietServer(config)
     where = f"{settings.web_host}:{settings.web_port}"
 
     async def serving() -> None:

@@ -19,6 +19,7 @@ from common.settings import parse_keys
 from ledger import Ledger
 from sessions.codec_server import build_app
 from tests.fixtures.cli import Cli
+from tests.fixtures.http import serving_http
 from tests.fixtures.security import (
     KEYS,
     connect_with_keys,
@@ -28,7 +29,6 @@ from tests.fixtures.security import (
     metadata,
     new_key,
     payloads_of,
-    serving_http,
 )
 from tests.fixtures.stack import Stack, serve_stack, state_is, wait_for
 from tests.fixtures.temporal import answer, result_of, temporal_binary

@@ -28,7 +28,8 @@ from common.codec import ENCODING, KEY_ID, KEYS_ENV, EncryptionCodec, data_conve
 from common.settings import parse_keys
 from sessions.codec_server import build_app
 from tests.fixtures.cli import Result, clean_env
-from tests.fixtures.security import new_key, serving_http
+from tests.fixtures.http import serving_http
+from tests.fixtures.security import new_key
 
 SECRET = "sk-hostile-7d1e"
 """Put in the bodies sent: no answer and no log line may contain it."""

@@ -17,7 +17,8 @@ from sessions import SessionClient
 from sessions.web.app import build_app
 from sessions.web.users import UsersFile
 from tests.fixtures.cli import clean_env
-from tests.fixtures.web import SECRET, WebStack, csrf_of, free_port, serve_inbox, web_settings
+from tests.fixtures.http import serving_http
+from tests.fixtures.web import SECRET, WebStack, csrf_of, free_port, web_settings
 
 
 def _proxy_app(web_stack: WebStack, *, proxy_from: str = "127.0.0.1/32") -> object:
@@ -35,7 +36,7 @@ def _proxy_app(web_stack: WebStack, *, proxy_from: str = "127.0.0.1/32") -> obje
 async def test_behind_a_proxy_the_header_names_the_decider(web_stack: WebStack) -> None:
     session_id = await web_stack.park("deploy", approvers=["ana@example.com"])
     async with (
-        serve_inbox(_proxy_app(web_stack)) as url,
+        serving_http(_proxy_app(web_stack)) as url,
         httpx.AsyncClient(base_url=url) as http,
     ):
         as_ana = {"x-forwarded-email": "ana@example.com"}
@@ -67,7 +68,7 @@ async def test_behind_a_proxy_the_header_names_the_decider(web_stack: WebStack) 
 
 async def test_the_header_from_anyone_but_the_proxy_is_refused(web_stack: WebStack) -> None:
     async with (
-        serve_inbox(_proxy_app(web_stack, proxy_from="10.0.0.0/8")) as url,
+        serving_http(_proxy_app(web_stack, proxy_from="10.0.0.0/8")) as url,
         httpx.AsyncClient(base_url=url) as http,
     ):
         response = await http.get("/inbox", headers={"x-forwarded-email": "ana@example.com"})
@@ -214,7 +215,7 @@ async def test_behind_https_the_cookies_are_secure_and_hsts_is_sent(web_stack: W
     app = build_app(
         settings, client=web_stack.client, key=web_stack.key, ledger_url=web_stack.ledger_url
     )
-    async with serve_inbox(app) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serving_http(app) as url, httpx.AsyncClient(base_url=url) as http:
         host = {"host": "inbox.example.com:443"}
         page = await http.get("/login", headers=host)
         assert page.status_code == 200
@@ -251,7 +252,7 @@ async def test_a_session_no_worker_answers_for_says_so(web_stack: WebStack) -> N
         ledger_url=web_stack.ledger_url,
     )
     try:
-        async with serve_inbox(app) as url, httpx.AsyncClient(base_url=url) as http:
+        async with serving_http(app) as url, httpx.AsyncClient(base_url=url) as http:
             page = await http.get("/login")
             await http.post(
                 "/login",
