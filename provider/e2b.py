@@ -262,7 +262,7 @@ class E2BSandboxProvider:
             async with self._limiter.create_slot(opts["api_key"], running):
                 sandbox = await AsyncSandbox.create(
                     template=pool.template_id,
-                    timeout=self._create_timeout(pool.timeout_seconds),
+                    timeout=self._within_lifetime(pool.timeout_seconds),
                     envs=dict(input.env_vars) or None,
                     metadata=metadata,
                     idempotency_key=session_idempotency_key(input.session_id, input.owner),
@@ -280,7 +280,7 @@ class E2BSandboxProvider:
         )
         return handle, sandbox
 
-    def _create_timeout(self, seconds: int) -> int:
+    def _within_lifetime(self, seconds: int) -> int:
         """The pool's timeout, shortened to the maximum lifetime when that is known: E2B refuses
         a longer one at create and resume, and the keep-alives extend the sandbox anyway."""
         cap = self.limits.max_lifetime_seconds
@@ -409,7 +409,7 @@ class E2BSandboxProvider:
                 _check_owner(ref, await AsyncSandbox.get_info(ref.sandbox_id, **opts))
             # Always with a timeout: without one E2B gives a resumed sandbox 5 minutes. Never
             # longer than a run may last: E2B refuses that (400).
-            timeout = self._create_timeout(input.timeout_seconds)
+            timeout = self._within_lifetime(input.timeout_seconds)
             asked = _now()
             await AsyncSandbox.connect(ref.sandbox_id, timeout=timeout, **opts)
         cap = self.limits.max_lifetime_seconds
@@ -441,8 +441,7 @@ class E2BSandboxProvider:
                     f"extend sandbox {ref.sandbox_id}: not found, yet it is {info.state}",
                     retry_after=1.0,
                 ) from None
-            since = await self._event_time(ref.org_id, ref.sandbox_id, events.PAUSED)
-            paused_at = since or min(_utc(info.end_at), asked)
+            paused_at = await self._paused_since(ref, info, asked)
             log.warning("sandbox %s found paused by E2B since %s", ref.sandbox_id, paused_at)
             return KeepAliveResult(expires_at=paused_at, state="paused", paused_at=paused_at)
         wanted = asked + timedelta(seconds=input.timeout_seconds)
@@ -504,10 +503,14 @@ class E2BSandboxProvider:
         checked = _now()
         if str(info.state) != "paused":
             return CheckResult(alive=True, state="running", checked_at=checked)
-        since = await self._event_time(ref.org_id, ref.sandbox_id, events.PAUSED)
-        if since is None:  # E2B pauses a sandbox at its timeout's end: no later than that
-            since = min(_utc(info.end_at), checked)
+        since = await self._paused_since(ref, info, checked)
         return CheckResult(alive=True, state="paused", checked_at=checked, paused_at=since)
+
+    async def _paused_since(self, ref: SandboxRef, info: Any, now: datetime) -> datetime:
+        """When E2B paused this (paused) sandbox: its latest `paused` lifecycle event, else the
+        end of the timeout it ran out of (E2B pauses at it), and never later than `now`."""
+        since = await self._event_time(ref.org_id, ref.sandbox_id, events.PAUSED)
+        return min(since or _utc(info.end_at), now)
 
     async def sandbox_end(self, org_id: str, sandbox_id: str) -> datetime | None:
         """When the sandbox ended by E2B's lifecycle events (its `killed` event), or None when

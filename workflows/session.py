@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
         KeepAliveInput,
         KeepAliveResult,
         PauseInput,
+        PauseResult,
         PoolConfig,
         ProvisionInput,
         ProvisionResult,
@@ -361,12 +362,7 @@ class SandboxSession:
         async with self._sandbox_lock:
             if self._state != "running" or self._finish:
                 return
-            await self._shielded(
-                SandboxActivities.pause_sandbox,
-                PauseInput(ref=self._ref()),
-                PAUSE,
-                on_result=lambda r: self._transition("paused", r.paused_at),
-            )
+            await self._pause()
         self._rollovers += 1
         _lifetime.count_rollover()
         asyncio.ensure_future(self._record_closed_segment())
@@ -449,12 +445,7 @@ class SandboxSession:
         """
         if self._state != "paused":
             async with self._sandbox_lock:  # let a running exec finish first
-                pause = await self._shielded(
-                    SandboxActivities.pause_sandbox,
-                    PauseInput(ref=self._ref()),
-                    PAUSE,
-                    on_result=lambda r: self._transition("paused", r.paused_at),
-                )
+                pause = await self._pause()
             workflow.logger.info(
                 "gate %s waiting; sandbox paused at %s", gate.gate, pause.paused_at
             )
@@ -553,6 +544,16 @@ class SandboxSession:
             workflow.logger.warning(
                 "running segment not recorded yet: %s", describe_failure(err, limit=300)
             )
+
+    async def _pause(self) -> PauseResult:
+        """Pause the sandbox (the caller holds the sandbox lock): paused from E2B's time."""
+        result: PauseResult = await self._shielded(
+            SandboxActivities.pause_sandbox,
+            PauseInput(ref=self._ref()),
+            PAUSE,
+            on_result=lambda r: self._transition("paused", r.paused_at),
+        )
+        return result
 
     async def _resume(self) -> None:
         async with self._sandbox_lock:
