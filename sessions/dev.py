@@ -154,6 +154,28 @@ async def register_search_attributes(client: Any) -> None:
         )
 
 
+def dev_server_args() -> list[str]:
+    """Extra `temporal server start-dev` arguments for every dev server this project starts
+    (`sessions dev`, tests/fixtures/temporal.py, `bench.dispatch_probe`), kept in this one place.
+
+    - `history.transferProcessorMaxPollRPS=1000` (default 20). A history shard's transfer-queue
+      reader, which hands every new workflow task (and every activity task not started eagerly)
+      to matching, takes a token from a bucket of 20/s, burst 20, before each load, and an idle
+      server loads once per new task. A production cluster spreads workflows over hundreds of
+      shards, each with its own bucket; the dev server has ONE shard, so once ~20 tasks had
+      spent the burst, every task waited for the next token: median schedule-to-start 35-40 ms
+      instead of ~2 ms, until ~1 s idle refilled the bucket (`python -m bench.dispatch_probe
+      --bare` shows it). It is a rate limit only: which tasks are dispatched, to whom and in
+      what order is unchanged; the reader still loads in batches under load.
+    """
+    dynamic_config = {"history.transferProcessorMaxPollRPS": 1000}
+    return [
+        arg
+        for key, value in dynamic_config.items()
+        for arg in ("--dynamic-config-value", f"{key}={value}")
+    ]
+
+
 def temporal_binary() -> str:
     """`temporal` on PATH, or next to this Python (a venv used without activating it)."""
     here = str(Path(sys.executable).parent)
@@ -330,6 +352,7 @@ class _Dev:
                 str(opts.ui_port),
                 "--log-level",
                 "warn",
+                *dev_server_args(),
                 *search_attribute_flags(),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
