@@ -4,7 +4,9 @@ the billing ledger's, the stray reconciler's and the gate notifier's; beside eac
 
 from activities.ledger import (
     RECORD_COST,
+    RECORD_COST_LOCAL,
     RECORD_SEGMENT,
+    RECORD_SEGMENT_LOCAL,
     LedgerActivities,
     RecordCostInput,
     RecordCostResult,
@@ -46,7 +48,9 @@ __all__ = [
     "PAUSE",
     "PROVISION",
     "RECORD_COST",
+    "RECORD_COST_LOCAL",
     "RECORD_SEGMENT",
+    "RECORD_SEGMENT_LOCAL",
     "RESUME",
     "TERMINATE",
     "GateNotice",

@@ -14,7 +14,7 @@ from typing import TypeVar
 from pydantic import BaseModel, Field, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
-from temporalio.workflow import ActivityConfig
+from temporalio.workflow import ActivityConfig, LocalActivityConfig
 
 from activities._retry import backoff
 from common.errors import validation_message
@@ -27,7 +27,9 @@ __all__ = [
     "INVALID_COST_EVENT",
     "INVALID_SEGMENT",
     "RECORD_COST",
+    "RECORD_COST_LOCAL",
     "RECORD_SEGMENT",
+    "RECORD_SEGMENT_LOCAL",
     "LedgerActivities",
     "RecordCostInput",
     "RecordCostResult",
@@ -52,6 +54,29 @@ RECORD_SEGMENT = ActivityConfig(
     # The final cost row carries every segment again: past this, leave it to that row.
     schedule_to_close_timeout=timedelta(minutes=10),
     retry_policy=backoff(maximum=120, non_retryable=[INVALID_SEGMENT]),
+)
+
+
+# The same two steps as local activities (the session's `ledger-local` patch): a ledger write
+# takes milliseconds, so it runs in the worker that decided it, inside that workflow task,
+# instead of a round trip through the server's activity queue and a workflow task to take in
+# its result. Safe: each write is exactly once by the ledger's key, so a re-run after a worker
+# died before the task completed adds nothing. Retries past `local_retry_threshold` wait as
+# workflow timers, so a ledger outage never holds the session's workflow task (signals,
+# approvals and updates go on being handled).
+
+RECORD_COST_LOCAL = LocalActivityConfig(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=backoff(maximum=300, non_retryable=[INVALID_COST_EVENT]),
+    local_retry_threshold=timedelta(seconds=1),
+)
+
+RECORD_SEGMENT_LOCAL = LocalActivityConfig(
+    # A write held longer than this holds the session's workflow task: leave it to a retry.
+    start_to_close_timeout=timedelta(seconds=5),
+    schedule_to_close_timeout=timedelta(minutes=10),
+    retry_policy=backoff(maximum=120, non_retryable=[INVALID_SEGMENT]),
+    local_retry_threshold=timedelta(seconds=1),
 )
 
 

@@ -1,5 +1,6 @@
-"""The ledger on SQLAlchemy 2 async: SQLite (aiosqlite) by default, PostgreSQL (asyncpg)
-when several workers share it.
+"""The ledger on SQLAlchemy 2: SQLite by default, PostgreSQL (asyncpg) when several workers
+share it. Reads go through the async engine (aiosqlite on SQLite); each write is one function of
+a connection, run whole in a thread on SQLite and through the async engine on PostgreSQL.
 
 Exactly-once comes from the database, not from the caller: `INSERT ... ON CONFLICT DO NOTHING` on
 the (session, sandbox) key, then the stored row is read back in the same transaction; the running
@@ -9,14 +10,29 @@ event, about, sink) key.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, date, datetime
 from datetime import time as clock_time
 from typing import Any, TypeVar, get_args
 
-from sqlalchemy import ColumnElement, Connection, Row, Select, Table, case, event, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    Select,
+    Table,
+    case,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -37,6 +53,7 @@ from ledger.models import (
 )
 
 _M = TypeVar("_M", SegmentEvent, GateEvent)
+_T = TypeVar("_T")
 
 _EVENT_COLUMNS = tuple(CostEvent.model_fields)
 _SEGMENT_COLUMNS = tuple(SegmentEvent.model_fields)
@@ -55,6 +72,7 @@ class SqlLedger:
     def __init__(self, target: LedgerTarget) -> None:
         self._target = target
         self._engine = _engine(target)
+        self._writer = _SqliteWriter(target) if target.backend == "sqlite" else None
 
     @property
     def url(self) -> str:
@@ -71,36 +89,11 @@ class SqlLedger:
             await conn.run_sync(_locked_migrate)
 
     async def record(self, event: CostEvent, segments: Sequence[SegmentEvent] = ()) -> RecordResult:
-        now = datetime.now(UTC)
-        values = event.model_dump()
-        values["recorded_at"] = now
-        returned = [cost_events.c[name] for name in _EVENT_COLUMNS]
-        async with self._transaction(write=True) as conn:
-            insert = (
-                _insert(conn, cost_events)
-                .values(values)
-                .on_conflict_do_nothing(index_elements=["session_id", "sandbox_id"])
-            )
-            row = (await conn.execute(insert.returning(*returned))).first()
-            if row is not None:
-                # The account that won brings its segments, in the same transaction.
-                await _insert_segments(conn, segments, now)
-                return RecordResult(inserted=True, event=_event(row))
-            stored = (
-                await conn.execute(
-                    select(*returned).where(
-                        cost_events.c.session_id == event.session_id,
-                        cost_events.c.sandbox_id == event.sandbox_id,
-                    )
-                )
-            ).one()
-            if _event(stored) == event:  # this very account, recorded before: add what it lacks
-                await _insert_segments(conn, segments, now)
-        return RecordResult(inserted=False, event=_event(stored))
+        return await self._write(functools.partial(_record, event, segments, datetime.now(UTC)))
 
     async def record_segment(self, segment: SegmentEvent) -> bool:
-        async with self._transaction(write=True) as conn:
-            return await _insert_segments(conn, [segment], datetime.now(UTC)) == 1
+        now = datetime.now(UTC)
+        return await self._write(lambda conn: _insert_segments(conn, [segment], now) == 1)
 
     async def segments(
         self,
@@ -208,18 +201,10 @@ class SqlLedger:
         # In key order: two writers of the same rows lock them in one order (no deadlock).
         rows.sort(key=lambda row: tuple(row[name] for name in _GATE_KEY))
         now = datetime.now(UTC)
-        inserted = 0
-        async with self._transaction(write=True) as conn:
-            for row in rows:
-                insert = (
-                    _insert(conn, gate_events)
-                    .values({**row, "recorded_at": now})
-                    .on_conflict_do_nothing(index_elements=list(_GATE_KEY))
-                    .returning(gate_events.c.session_id)
-                )
-                if (await conn.execute(insert)).first() is not None:
-                    inserted += 1
-        return inserted
+        stamped = [{**row, "recorded_at": now} for row in rows]
+        return await self._write(
+            lambda conn: _insert_new(conn, gate_events, stamped, key=_GATE_KEY)
+        )
 
     async def gate_events(
         self,
@@ -251,6 +236,8 @@ class SqlLedger:
         return [_gate_event(row) for row in rows]
 
     async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
         await self._engine.dispose()
 
     async def __aenter__(self) -> SqlLedger:
@@ -259,22 +246,94 @@ class SqlLedger:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    async def _write(self, work: Callable[[Connection], _T]) -> _T:
+        """`work` in one write transaction, written once for both backends: on SQLite the whole
+        transaction in one trip to a thread (a synchronous engine), where aiosqlite made one
+        trip per statement; on PostgreSQL through the async engine."""
+        if self._writer is not None:
+            return await self._writer.run(work)
+        async with self._transaction(write=True) as conn:
+            return await conn.run_sync(work)
+
     @asynccontextmanager
     async def _transaction(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
         """One transaction; a database failure becomes `LedgerUnavailable` (worth a retry)."""
-        try:
+        with _unavailable(self.url):
             async with self._engine.connect() as conn:
                 if write:
                     conn = await conn.execution_options(ledger_write=True)
                 async with conn.begin():
                     yield conn
-        except LedgerError:
-            raise
-        except DBAPIError as err:
-            # The driver's own exception says most (asyncpg's sits behind SQLAlchemy's adapter).
-            raise LedgerUnavailable(f"ledger at {self.url}: {_reason(err.orig)}") from None
-        except (SQLAlchemyError, OSError) as err:
-            raise LedgerUnavailable(f"ledger at {self.url}: {_reason(err)}") from None
+
+
+class _SqliteWriter:
+    """The SQLite ledger's writes: a synchronous engine on the same file, run in a few threads
+    (SQLite takes one writer at a time anyway: BEGIN IMMEDIATE and the busy timeout queue
+    them)."""
+
+    def __init__(self, target: LedgerTarget) -> None:
+        self._display = target.display
+        self._engine = create_engine(
+            target.url.set(drivername="sqlite"),
+            connect_args={**target.connect_args, "check_same_thread": False},
+        )
+        _sqlite_transactions(self._engine)
+        self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ledger-write")
+
+    async def run(self, work: Callable[[Connection], _T]) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._transaction, work)
+
+    def _transaction(self, work: Callable[[Connection], _T]) -> _T:
+        with _unavailable(self._display), self._engine.connect() as conn:
+            conn = conn.execution_options(ledger_write=True)
+            with conn.begin():
+                return work(conn)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=True)
+        self._engine.dispose()
+
+
+@contextmanager
+def _unavailable(display: str) -> Iterator[None]:
+    """A database failure becomes `LedgerUnavailable` (worth a retry), naming the ledger."""
+    try:
+        yield
+    except LedgerError:
+        raise
+    except DBAPIError as err:
+        # The driver's own exception says most (asyncpg's sits behind SQLAlchemy's adapter).
+        raise LedgerUnavailable(f"ledger at {display}: {_reason(err.orig)}") from None
+    except (SQLAlchemyError, OSError) as err:
+        raise LedgerUnavailable(f"ledger at {display}: {_reason(err)}") from None
+
+
+def _record(
+    event: CostEvent, segments: Sequence[SegmentEvent], now: datetime, conn: Connection
+) -> RecordResult:
+    """Insert the cost row unless the (session, sandbox) has one; the stored row either way."""
+    values = {**event.model_dump(), "recorded_at": now}
+    returned = [cost_events.c[name] for name in _EVENT_COLUMNS]
+    insert = (
+        _insert(conn, cost_events)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["session_id", "sandbox_id"])
+    )
+    row = conn.execute(insert.returning(*returned)).first()
+    if row is not None:
+        # The account that won brings its segments, in the same transaction.
+        _insert_segments(conn, segments, now)
+        return RecordResult(inserted=True, event=_event(row))
+    stored = conn.execute(
+        select(*returned).where(
+            cost_events.c.session_id == event.session_id,
+            cost_events.c.sandbox_id == event.sandbox_id,
+        )
+    ).one()
+    if _event(stored) == event:  # this very account, recorded before: add what it lacks
+        _insert_segments(conn, segments, now)
+    return RecordResult(inserted=False, event=_event(stored))
 
 
 async def open_ledger(url: str | None = None) -> SqlLedger:
@@ -292,26 +351,28 @@ def _engine(target: LedgerTarget) -> AsyncEngine:
     engine = create_async_engine(
         target.url,
         connect_args=target.connect_args,
-        pool_pre_ping=True,
+        # A server's connection can drop while pooled; a local SQLite file's cannot, and the
+        # ping would cost every transaction one more trip through aiosqlite's thread.
+        pool_pre_ping=target.backend != "sqlite",
     )
     if target.backend == "sqlite":
-        _sqlite_transactions(engine)
+        _sqlite_transactions(engine.sync_engine)
     return engine
 
 
-def _sqlite_transactions(engine: AsyncEngine) -> None:
+def _sqlite_transactions(engine: Engine) -> None:
     """Let SQLAlchemy emit BEGIN (the sqlite3 driver's legacy mode skips it for DDL and SELECT).
 
     Writes take the write lock up front (BEGIN IMMEDIATE) so concurrent writers queue on the
     busy timeout instead of failing with "database is locked"; WAL lets readers run meanwhile.
     """
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         _set_wal(dbapi_connection)
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         write = conn.get_execution_options().get("ledger_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -339,28 +400,39 @@ def _locked_migrate(conn: Connection) -> None:
     migrate(conn)
 
 
-def _insert(conn: AsyncConnection, table: Any) -> Any:
+def _insert(conn: Connection, table: Any) -> Any:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
 
 
-async def _insert_segments(
-    conn: AsyncConnection, segments: Iterable[SegmentEvent], now: datetime
-) -> int:
-    """Insert the segments not there yet (one statement each: a row that is there stays as it
-    is); how many were new."""
-    inserted = 0
+def _insert_segments(conn: Connection, segments: Iterable[SegmentEvent], now: datetime) -> int:
+    """Insert the segments not there yet (a row that is there stays as it is); how many were
+    new."""
+    rows = []
     for segment in segments:
         segment = _revalidated(SegmentEvent, segment)
-        values = {**segment.model_dump(), "seconds": segment.seconds, "recorded_at": now}
+        rows.append({**segment.model_dump(), "seconds": segment.seconds, "recorded_at": now})
+    return _insert_new(conn, cost_segments, rows, key=("sandbox_id", "started_at"))
+
+
+_ROWS_PER_INSERT = 500
+"""Rows per multi-row INSERT: well inside SQLite's 32,766 bound variables (and PostgreSQL's)."""
+
+
+def _insert_new(
+    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, key: Sequence[str]
+) -> int:
+    """Insert the rows whose `key` is not there yet, in one statement per `_ROWS_PER_INSERT`
+    (a round trip per row cost more than the write); how many were new."""
+    inserted = 0
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
         insert = (
-            _insert(conn, cost_segments)
-            .values(values)
-            .on_conflict_do_nothing(index_elements=["sandbox_id", "started_at"])
-            .returning(cost_segments.c.sandbox_id)
+            _insert(conn, table)
+            .values(list(rows[start : start + _ROWS_PER_INSERT]))
+            .on_conflict_do_nothing(index_elements=list(key))
+            .returning(table.c[key[0]])
         )
-        if (await conn.execute(insert)).first() is not None:
-            inserted += 1
+        inserted += len(conn.execute(insert).all())
     return inserted
 
 

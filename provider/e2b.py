@@ -16,6 +16,7 @@ import functools
 import hashlib
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from e2b import AsyncSandbox, SandboxQuery, SandboxState
 from e2b.api import handle_api_exception
 from e2b.api.client_async import get_api_client
 from e2b.connection_config import ConnectionConfig
+from e2b.exceptions import SandboxNotRunningException
 from e2b.sandbox.commands.command_handle import CommandExitException
 
 from common.ids import MANAGED_BY, MANAGED_BY_KEY, OWNER_KEY
@@ -81,6 +83,26 @@ _CAP_TOLERANCE = timedelta(seconds=5)
 the call's own latency account for less)."""
 
 __all__ = ["E2BSandboxProvider", "E2BSettings", "session_idempotency_key"]
+
+
+_HandleKey = tuple[str, str, str | None, str | None]
+"""(org, sandbox, session, owner): a handle or a check counts only for the very same ref."""
+_KEPT_HANDLES = 1000
+"""Running sandboxes' handles kept per worker (each holds the SDK's envd client)."""
+_KEPT_CHECKED = 20000
+"""Sandboxes known to be their session's, per worker (a few hundred bytes each)."""
+
+
+def _handle_key(ref: SandboxRef) -> _HandleKey:
+    return (ref.org_id, ref.sandbox_id, ref.session_id, ref.owner)
+
+
+def _keep(kept: OrderedDict[_HandleKey, Any], key: _HandleKey, value: Any, most: int) -> None:
+    """Least recently used first out, at most `most` kept."""
+    kept[key] = value
+    kept.move_to_end(key)
+    while len(kept) > most:
+        kept.popitem(last=False)
 
 
 def _now() -> datetime:
@@ -196,6 +218,12 @@ class E2BSandboxProvider:
             request_timeout=request_timeout,
             settings=env,
         )
+        self._handles: OrderedDict[_HandleKey, AsyncSandbox] = OrderedDict()
+        """Running sandboxes this process created or resumed for a session (owner checked):
+        a command goes straight to envd instead of asking E2B first (`exec_command`)."""
+        self._checked: OrderedDict[_HandleKey, None] = OrderedDict()
+        """Sandboxes known to be the session's (created for it here, or owner checked): their
+        resume skips the owner check. Kept while they are paused, unlike the handles."""
 
     def __repr__(self) -> str:
         return f"E2BSandboxProvider(api_url={self.settings.api_url!r})"
@@ -230,7 +258,27 @@ class E2BSandboxProvider:
                 f"sandbox {ref.sandbox_id} is paused (E2B paused it when its timeout ran out): "
                 "the session resumes it; run the command again then"
             )
-        return await AsyncSandbox.connect(ref.sandbox_id, **opts)
+        return self._remember(ref, await AsyncSandbox.connect(ref.sandbox_id, **opts))
+
+    # A handle is kept only from a create or resume made for this very session and run (or
+    # an owner check): a ref naming another session's sandbox never finds one. Envd refuses
+    # a paused or killed sandbox (SandboxNotRunning) and never resumes it, so a stale handle
+    # costs one refused call, after which the checked path below answers.
+
+    def _remember(self, ref: SandboxRef | _HandleKey, sandbox: AsyncSandbox) -> AsyncSandbox:
+        key = ref if isinstance(ref, tuple) else _handle_key(ref)
+        _keep(self._handles, key, sandbox, _KEPT_HANDLES)
+        _keep(self._checked, key, None, _KEPT_CHECKED)
+        return sandbox
+
+    def _owner_checked(self, ref: SandboxRef) -> bool:
+        return _handle_key(ref) in self._checked
+
+    def _known(self, ref: SandboxRef) -> AsyncSandbox | None:
+        return self._handles.get(_handle_key(ref))
+
+    def _forget(self, ref: SandboxRef) -> None:
+        self._handles.pop(_handle_key(ref), None)
 
     # ------------------------------------------------------------------ provision
 
@@ -270,6 +318,7 @@ class E2BSandboxProvider:
                     **opts,
                 )
         returned = _now()
+        self._remember((input.org_id, sandbox.sandbox_id, input.session_id, input.owner), sandbox)
         started_at = await self._started_at(input.org_id, sandbox.sandbox_id, returned)
         log.info("sandbox %s created for session %s", sandbox.sandbox_id, input.session_id)
         handle = SandboxHandle(
@@ -348,17 +397,27 @@ class E2BSandboxProvider:
         ref = input.ref
         action = f"exec in sandbox {ref.sandbox_id}"
         with self._api(ref.org_id, action) as opts:
-            sandbox = await self._connect_running(ref, opts)
-            handle = await sandbox.commands.run(
-                input.command,
-                background=True,  # started, then awaited below under our own timer
-                envs=dict(input.env) or None,
-                cwd=input.cwd,
-                # envd's deadline stands behind our own timer.
-                timeout=input.timeout_seconds + _STREAM_GRACE_SECONDS,
-                request_timeout=self.settings.request_timeout,
-            )
+            known = self._known(ref)
+            if known is not None:
+                try:
+                    handle = await self._start(known, input)
+                except SandboxNotRunningException:
+                    known = None  # paused or gone since: the checked path says which
+                    self._forget(ref)
+            if known is None:
+                handle = await self._start(await self._connect_running(ref, opts), input)
             return await self._wait(handle, input, opts["api_key"])
+
+    async def _start(self, sandbox: AsyncSandbox, input: ExecInput) -> Any:
+        return await sandbox.commands.run(
+            input.command,
+            background=True,  # started, then awaited below under our own timer
+            envs=dict(input.env) or None,
+            cwd=input.cwd,
+            # envd's deadline stands behind our own timer.
+            timeout=input.timeout_seconds + _STREAM_GRACE_SECONDS,
+            request_timeout=self.settings.request_timeout,
+        )
 
     async def _wait(self, handle: Any, input: ExecInput, key: str) -> ExecResult:
         """The command's result; any failure from here on is not retryable: it may have run."""
@@ -392,6 +451,7 @@ class E2BSandboxProvider:
 
     async def pause(self, input: PauseInput) -> PauseResult:
         ref = input.ref
+        self._forget(ref)  # a parked session holds no handle (memory); its resume takes one
         with self._api(ref.org_id, f"pause sandbox {ref.sandbox_id}") as opts:
             paused_now = await AsyncSandbox.pause(ref.sandbox_id, **opts)
         asked = _now()
@@ -405,13 +465,13 @@ class E2BSandboxProvider:
     async def resume(self, input: ResumeInput) -> ResumeResult:
         ref = input.ref
         with self._api(ref.org_id, f"resume sandbox {ref.sandbox_id}") as opts:
-            if ref.owner is not None:
+            if ref.owner is not None and not self._owner_checked(ref):
                 _check_owner(ref, await AsyncSandbox.get_info(ref.sandbox_id, **opts))
             # Always with a timeout: without one E2B gives a resumed sandbox 5 minutes. Never
             # longer than a run may last: E2B refuses that (400).
             timeout = self._within_lifetime(input.timeout_seconds)
             asked = _now()
-            await AsyncSandbox.connect(ref.sandbox_id, timeout=timeout, **opts)
+            self._remember(ref, await AsyncSandbox.connect(ref.sandbox_id, timeout=timeout, **opts))
         cap = self.limits.max_lifetime_seconds
         run_ends_at = asked + timedelta(seconds=cap) if cap is not None else None
         return ResumeResult(resumed_at=_now(), run_ends_at=run_ends_at)
@@ -471,6 +531,8 @@ class E2BSandboxProvider:
         """Kill the sandbox; one already gone ended when the provider's record says (when it
         has one), not now: a retried terminate, or a sandbox lost unnoticed, bills to its end."""
         ref = input.ref
+        self._forget(ref)
+        self._checked.pop(_handle_key(ref), None)
         with self._api(ref.org_id, f"kill sandbox {ref.sandbox_id}") as opts:
             killed = await AsyncSandbox.kill(ref.sandbox_id, **opts)
         if killed:

@@ -3,8 +3,9 @@
 
 Importing this package loads neither the e2b SDK nor SQLAlchemy: workflow code sees only the
 activities' method names, the providers' and the ledger's values, and `common`. The worker passes
-those modules through to the workflow sandbox (`worker.PASSTHROUGH_MODULES`), so every run shares
-one copy of them instead of importing its own.
+those modules, and this package itself, through to the workflow sandbox
+(`worker.PASSTHROUGH_MODULES`), so every run shares one copy of them instead of importing its own.
+Hence no module here keeps state between runs: constants only.
 """
 
 from workflows.models import (

@@ -147,7 +147,7 @@ def audit_rows(gates: list[Gate], *, session: SessionInput, usage: Usage) -> lis
     return rows
 
 
-_NOTICE_FIELDS = (set(GateNotice.model_fields) & set(Gate.model_fields)) - {
+_NOTICE_FIELDS = frozenset(set(GateNotice.model_fields) & set(Gate.model_fields)) - {
     "timeout_seconds",
     "on_timeout",
 }
@@ -171,7 +171,7 @@ def notice(
     elif about != "reminder":
         event = gate_row(gate, about, session=session, usage=usage)
     return GateNotice(
-        **gate.model_dump(include=_NOTICE_FIELDS),
+        **gate.model_dump(include=set(_NOTICE_FIELDS)),
         about=about,
         event=event,
         session_id=session.session_id,

@@ -22,7 +22,9 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
 
     from activities.ledger import (
         RECORD_COST,
+        RECORD_COST_LOCAL,
         RECORD_SEGMENT,
+        RECORD_SEGMENT_LOCAL,
         LedgerActivities,
         RecordCostInput,
         RecordSegmentInput,
@@ -114,6 +116,8 @@ _LIFETIME_PATCH = "e2b-lifetime"
 """The session rolls its sandbox over before E2B's maximum lifetime and takes back a sandbox E2B
 paused on its own (histories recorded before it did neither)."""
 _NOTIFY_BOUND = timedelta(minutes=10)
+_LEDGER_LOCAL_PATCH = "ledger-local"
+"""Since: the ledger writes (`record_segment`, `record_cost`) run as local activities."""
 """How long a notice is retried, in rounds of NOTIFY_GATE's schedule-to-close: a notice in
 flight is done or given up by then (and a continue-as-new waits no longer for it)."""
 
@@ -154,6 +158,7 @@ class SandboxSession:
         self._sandbox_lock = asyncio.Lock()
         self._ignored = 0
         self._publishing: bool | None = None
+        self._ledger_local: bool | None = None
         self._attrs: dict[str, Any] = {}
         self._memo: dict[str, Any] = {}
         self._announced: set[tuple[str, NoticeAbout]] = set()
@@ -534,12 +539,13 @@ class SandboxSession:
         closed = self._segment_events()
         if not closed:
             return
+        arg = RecordSegmentInput(segment=closed[-1])
+        method = LedgerActivities.record_segment
         try:
-            await workflow.execute_activity_method(
-                LedgerActivities.record_segment,
-                RecordSegmentInput(segment=closed[-1]),
-                **RECORD_SEGMENT,
-            )
+            if self._writes_locally():
+                await workflow.execute_local_activity_method(method, arg, **RECORD_SEGMENT_LOCAL)
+            else:
+                await workflow.execute_activity_method(method, arg, **RECORD_SEGMENT)
         except ActivityError as err:
             workflow.logger.warning(
                 "running segment not recorded yet: %s", describe_failure(err, limit=300)
@@ -582,6 +588,12 @@ class SandboxSession:
         if self._publishing is None:
             self._publishing = workflow.patched(_GATES_PATCH)
         return self._publishing
+
+    def _writes_locally(self) -> bool:
+        """Whether this run writes the ledger in local activities (see `_LEDGER_LOCAL_PATCH`)."""
+        if self._ledger_local is None:
+            self._ledger_local = workflow.patched(_LEDGER_LOCAL_PATCH)
+        return self._ledger_local
 
     def _publish(self) -> None:
         """Upsert the search attributes and memo that changed: at every transition, so a client
@@ -682,19 +694,20 @@ class SandboxSession:
             end_confirmed=confirmed,
         )
         self._owed = event
-        result = await workflow.execute_activity_method(
-            LedgerActivities.record_cost,
-            RecordCostInput(
-                event=event,
-                segments=self._segment_events(),
-                gate_events=(
-                    _gates.audit_rows(self._gates, session=self._input, usage=self._usage)
-                    if self._publishes()
-                    else []
-                ),
+        arg = RecordCostInput(
+            event=event,
+            segments=self._segment_events(),
+            gate_events=(
+                _gates.audit_rows(self._gates, session=self._input, usage=self._usage)
+                if self._publishes()
+                else []
             ),
-            **RECORD_COST,
         )
+        method = LedgerActivities.record_cost
+        if self._writes_locally():
+            result = await workflow.execute_local_activity_method(method, arg, **RECORD_COST_LOCAL)
+        else:
+            result = await workflow.execute_activity_method(method, arg, **RECORD_COST)
         self._owed = None
         self._cost = result.event
         self._state = outcome

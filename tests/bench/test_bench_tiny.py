@@ -20,7 +20,8 @@ from bench.report import TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
 PHASES = ("provision", "exec", "pause", "resume", "finish")
-STEPS = ("provision", "exec", "pause", "record_segment", "resume", "terminate", "record_cost")
+STEPS = ("provision", "exec", "pause", "resume", "terminate")
+"""The steps that are activity tasks; the ledger writes run inside workflow tasks (local)."""
 
 
 def ordered(s: dict[str, Any], n: int) -> None:
@@ -32,6 +33,7 @@ def ordered(s: dict[str, Any], n: int) -> None:
 def doc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench") / "out.json"
     args = ["all", "-n", "3", "-c", "3", "--sequential", "2", "-k", "5", "--park-concurrency", "5"]
+    args += ["--loads", "1,2", "--rounds", "2", "--batch", "1"]
     args += ["--small-cache", "2", "--hold", "0.5", "--replay-rounds", "1", "--out", str(out)]
     assert main(args) == 0
     return json.loads(out.read_text())
@@ -54,6 +56,7 @@ def test_lifecycle_reports_both_paths_in_both_latency_settings(doc: dict[str, An
         # Every step of every session is timed.
         # ... and the gate's two notices (waiting, then approved), in the background.
         ordered(wf["overhead_per_step_ms"]["all"], n * (len(STEPS) + 2))
+        assert "record_cost" not in wf["overhead_per_step_ms"]  # a local activity now
         for step in STEPS:
             assert wf["overhead_per_step_ms"][step]["n"] == n
         assert wf["overhead_per_step_ms"]["notify_gate"]["n"] == 2 * n
@@ -64,6 +67,33 @@ def test_lifecycle_reports_both_paths_in_both_latency_settings(doc: dict[str, An
     slow = life["e2b_latency"]
     assert slow["baseline"]["phases_ms"]["resume"]["p50"] >= 1000
     assert slow["workflow"]["phases_ms"]["resume"]["p50"] >= 1000
+
+
+def test_ours_and_the_floor_run_side_by_side(doc: dict[str, Any]) -> None:
+    """The hand-written session runs the same steps as ours, on its own worker, under the same
+    client: every figure is there for both, and each ratio is ours over the floor's."""
+    floor = doc["floor"]
+    assert set(floor["loads"]) == {"c1", "c2"} and floor["rounds"] == 2
+    for key, run in floor["loads"].items():
+        n = 2 * int(key[1:])  # two rounds of one batch of `load` sessions
+        for side in ("ours", "floor"):
+            figures = run[side]
+            assert figures["sessions"] == n
+            ordered(figures["session_ms"], n)
+            for step in PHASES:
+                ordered(figures["step_ms"][step], n)
+            assert figures["worker_cpu_ms_per_session"] > 0
+            assert figures["workflow_tasks_per_session"] >= 8
+        ratios = run["ours_to_floor"]
+        expected = run["ours"]["sessions_per_second"] / run["floor"]["sessions_per_second"]
+        assert ratios["sessions_per_second"] == pytest.approx(expected, rel=1e-3)
+    for side in ("ours", "floor"):
+        assert floor["parked"][side]["k"] == 5
+        assert floor["parked"][side]["rss_kib"]["parked"] > 0
+    # The ratio targets name their load; a load not run is not judged.
+    judged = {t["name"]: t for t in doc["targets"]}
+    assert judged["sessions/s ours / floor, 1 at once"]["met"] in (True, False)
+    assert judged["sessions/s ours / floor, 6 at once"]["met"] is None
 
 
 def test_parked_sessions_bill_running_time_only(doc: dict[str, Any]) -> None:
@@ -92,7 +122,13 @@ def test_replay_and_the_report_around_the_figures(doc: dict[str, Any]) -> None:
     assert machine["cpu_count"] >= 1 and machine["python"]
     assert {"temporalio", "e2b"} <= set(machine["versions"])
     assert len(doc["targets"]) == len(TARGETS)
-    assert all(t["value"] is not None and t["met"] in (True, False) for t in doc["targets"])
+    unjudged = {t["name"] for t in doc["targets"] if t["met"] is None}
+    assert unjudged == {
+        f"{what} ours / floor, {c} at once"
+        for c in (6, 12)
+        for what in ("sessions/s", "worker CPU per session")
+    }
+    assert all(t["value"] is not None for t in doc["targets"] if t["name"] not in unjudged)
     assert set(doc["samples"]["lifecycle"]) == {"sequential", "no_latency", "e2b_latency"}
     assert doc["command"].startswith("python -m bench all")
 

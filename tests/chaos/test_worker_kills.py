@@ -25,6 +25,7 @@ from tests.fixtures.chaos import (
     activity_started,
     check_three_zeros,
     ledger_rows,
+    local_step_started,
     start_session,
 )
 from tests.fixtures.stack import state_is, wait_for
@@ -163,7 +164,7 @@ async def kill_while_writing_the_cost(s: Scenario) -> str:
     try:
         lock.execute("BEGIN IMMEDIATE")
         await h.signal(SandboxSession.finish)
-        await activity_started(h, "record_cost")
+        await local_step_started(h, after="terminate_sandbox")  # record_cost runs there
         await asyncio.sleep(0.5)
         s.workers[-1].kill()
         s.figures.kills += 1

@@ -21,6 +21,7 @@ from e2b.exceptions import (
 
 from emulator import DEMO_TEMPLATES, FaultSettings
 from emulator.testing import EmulatorHandle, EmulatorProcess
+from tests.emulator.strict import private
 
 
 async def test_random_rate_limit_raises_the_sdk_exception(emulator_env: EmulatorHandle) -> None:
@@ -129,20 +130,23 @@ async def test_bad_input_gets_e2b_error_shape(emulator_env: EmulatorHandle) -> N
         await sbx.kill()
 
 
-async def test_admin_reset_and_records_over_http(emulator_env: EmulatorHandle) -> None:
-    await emulator_env.set_faults_http(FaultSettings(rate_limit_rate=1.0, retry_after=0))
-    with pytest.raises(RateLimitException):
-        await AsyncSandbox.create()
-    async with emulator_env.admin() as admin:
-        assert (await admin.get("/_emulator/faults")).json()["rate_limit_rate"] == 1.0
-        info = (await admin.get("/_emulator/info")).json()
-        assert "demo-runner" in info["templates"] and "donmai-worker" in info["templates"]
-    emulator_env.reset_chaos()
-    sbx = await AsyncSandbox.create()
-    await emulator_env.reset_http()
-    assert emulator_env.live_sandboxes() == []
-    assert await emulator_env.records_http() == []
-    assert await sbx.is_running() is False
+async def test_admin_reset_and_records_over_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An emulator of its own: a reset ends every sandbox on it, and the shared one may hold
+    # other modules' live sessions.
+    async with private(monkeypatch, templates_file=DEMO_TEMPLATES) as emu:
+        await emu.set_faults_http(FaultSettings(rate_limit_rate=1.0, retry_after=0))
+        with pytest.raises(RateLimitException):
+            await AsyncSandbox.create()
+        async with emu.admin() as admin:
+            assert (await admin.get("/_emulator/faults")).json()["rate_limit_rate"] == 1.0
+            info = (await admin.get("/_emulator/info")).json()
+            assert "demo-runner" in info["templates"] and "donmai-worker" in info["templates"]
+        emu.reset_chaos()
+        sbx = await AsyncSandbox.create()
+        await emu.reset_http()
+        assert emu.live_sandboxes() == []
+        assert await emu.records_http() == []
+        assert await sbx.is_running() is False
 
 
 def _alive(marker: str) -> list[int]:

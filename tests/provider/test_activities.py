@@ -118,9 +118,11 @@ async def test_provider_errors_become_application_errors(
         await env.run(acts.exec_command, ExecInput(ref=ref, command="sleep 9", timeout_seconds=0.3))
     assert timeout.value.type == "ExecTimeout" and timeout.value.non_retryable
 
+    # Another worker than the one that created the sandbox asks E2B first (get_info).
+    elsewhere = SandboxActivities(make_provider(emulator_faults))
     emulator_faults.fail_next("get", 1, 429)
     with pytest.raises(ApplicationError) as limited:
-        await env.run(acts.exec_command, ExecInput(ref=ref, command="true"))
+        await env.run(elsewhere.exec_command, ExecInput(ref=ref, command="true"))
     assert limited.value.type == "RateLimited" and not limited.value.non_retryable
     assert limited.value.next_retry_delay == timedelta(seconds=1)
 

@@ -49,13 +49,20 @@ def search_attribute_names(history: dict[str, Any]) -> set[str]:
 
 
 def run_payloads(history: dict[str, Any]) -> list[dict[str, Any]]:
-    """The payloads our code writes: inputs, results, signals, updates, memos (not headers, nor
-    the SDK's own `workflow.patched` marker, which holds only a patch id, nor search attributes:
-    visibility indexes them, so they are never encoded; see `search_attribute_names`)."""
+    """The payloads our code writes: inputs, results, signals, updates, memos, local activities'
+    results (not headers, nor the SDK's own marker data: a `workflow.patched` marker's patch id,
+    a local activity marker's sequence number, type and times; nor search attributes: visibility
+    indexes them, so they are never encoded; see `search_attribute_names`)."""
     out = []
     for event in history["events"]:
         for name, attrs in event.items():
             if name == "markerRecordedEventAttributes" and attrs.get("markerName") == "core_patch":
+                continue
+            if (
+                name == "markerRecordedEventAttributes"
+                and attrs.get("markerName") == "core_local_activity"
+            ):
+                out.extend(payloads_of(attrs["details"]["result"]))
                 continue
             if name == "upsertWorkflowSearchAttributesEventAttributes":
                 continue

@@ -15,6 +15,7 @@ from temporalio.testing import WorkflowEnvironment
 
 import telemetry
 from common.codec import data_converter
+from emulator.testing import EmulatorHandle, running_emulator
 from ledger import Ledger
 from provider import E2BSandboxProvider, ExecInput, SandboxRef, StaticCredentialSource
 from provider.errors import SandboxGone
@@ -182,14 +183,22 @@ async def test_one_session_yields_the_span_tree_and_metrics_equal_to_the_ledger(
             assert SECRET not in text and emulator.api_key not in text, (span.name, text)
 
 
+@pytest_asyncio.fixture
+async def own_emulator() -> AsyncIterator[EmulatorHandle]:
+    """An emulator of the test's own: the listing below must find it empty, whatever sandboxes
+    other modules' sessions hold on the shared one meanwhile."""
+    async with running_emulator(api_key="e2b_telemetry_own") as emu:
+        yield emu
+
+
 async def test_a_failed_provider_call_is_an_error_span_and_counted_by_type(
-    emulator: Any, memory_telemetry: MemoryTelemetry
+    own_emulator: EmulatorHandle, memory_telemetry: MemoryTelemetry
 ) -> None:
     provider = telemetry.TracedProvider(
         E2BSandboxProvider(
-            credentials=StaticCredentialSource(emulator.api_key),
-            api_url=emulator.api_url,
-            sandbox_url=emulator.sandbox_url,
+            credentials=StaticCredentialSource(own_emulator.api_key),
+            api_url=own_emulator.api_url,
+            sandbox_url=own_emulator.sandbox_url,
         )
     )
     before = memory_telemetry.value(

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -35,7 +35,6 @@ from tests.fixtures.stack import (
     save_history,
     serve_stack,
     state_is,
-    status_of,
     wait_for,
 )
 from worker import build_worker
@@ -241,8 +240,18 @@ async def test_a_session_outlives_e2b_s_maximum_lifetime_by_rolling_its_sandbox_
         SandboxSession.exec,
         ExecRequest(command="echo kept > /tmp/kept; nohup sleep 6001 >/dev/null 2>&1 & echo $!"),
     )
-    await asyncio.sleep(2.5 * LIFETIME)  # two and a half lifetimes
-    status = await status_of(handle)
+    created = emu.record(sandbox_id).created_at
+    # Two rollovers (about 3 s apart with these figures), and the sandbox older than a lifetime.
+    status = await wait_for(
+        handle,
+        lambda s: (
+            s.state == "running"  # not in the middle of a rollover's pause and resume
+            and s.rollovers >= 2
+            and datetime.now(UTC) - created > timedelta(seconds=LIFETIME + 1)
+        ),
+        timeout=4 * LIFETIME,
+        what="two rollovers past E2B's maximum lifetime",
+    )
     assert status.state == "running" and status.sandbox_id == sandbox_id
     assert status.rollovers >= 2
     assert status.run_ends_at is not None

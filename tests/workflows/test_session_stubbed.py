@@ -54,6 +54,32 @@ pytestmark = pytest.mark.fast
 # ---------------------------------------------------------------- the happy path
 
 
+async def test_a_ledger_down_at_a_pause_holds_neither_the_approval_nor_the_final_record(
+    rig: Rig,
+) -> None:
+    """The running stretch a pause closes is written inside the worker (a local activity).
+    With the ledger failing, its retries wait as workflow timers, so the session goes on taking
+    signals: the approval resumes the sandbox at once, and the final cost row carries the
+    stretch the failed writes never stored."""
+    fake = rig.fake
+    fake.fail["record_segment"] = ApplicationError("ledger down", type="LedgerUnavailable")
+    handle, _ = await rig.running()
+    await handle.signal("request_approval", {"gate": "deploy"})
+    await wait_for(handle, state_is("paused"), "paused at the gate")
+    await eventually(lambda: fake.segment_attempts >= 2, "the segment write retried")
+    loop = asyncio.get_running_loop()
+    asked = loop.time()
+    await handle.signal("approve", {"gate": "deploy", "by": "ana"})
+    await wait_for(handle, state_is("running"), "resumed while the ledger is down")
+    assert loop.time() - asked < 5, "the failing ledger write held the approval"
+    assert not fake.segments
+    await handle.signal("finish", {})
+    await result_of(handle)
+    record = fake.called("record_cost")[0].input
+    assert len(record.segments) == 2  # before the gate and after it
+    assert record.segments[0].ended_at is not None
+
+
 @pytest.mark.parametrize("via", ["signal", "update"])
 async def test_happy_path_bills_the_paused_stretch_apart(rig: Rig, via: str) -> None:
     fake = rig.fake
