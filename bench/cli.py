@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from bench.floor import run_floor
 from bench.lifecycle import lifecycle_both
 from bench.parked import parked_both, run_parked
 from bench.replay import run_replay
@@ -29,7 +30,7 @@ from common.errors import ConfigError
 DEFAULT_OUT = ROOT / "bench" / "out" / "latest.json"
 SAVED = ROOT / "bench" / "results" / "latest.json"
 DEFAULT_PLOT = ROOT / "bench" / "out" / "latencies.png"
-SCENARIOS = ("all", "lifecycle", "parked", "idle", "replay")
+SCENARIOS = ("all", "floor", "lifecycle", "parked", "idle", "replay")
 
 
 class _Command(click.Command):
@@ -50,6 +51,20 @@ class _Failed(click.ClickException):
 @click.argument(
     "scenario", required=False, default="all", type=click.Choice(SCENARIOS), metavar="[SCENARIO]"
 )
+@click.option(
+    "--loads",
+    default="1,6,12",
+    help="floor: sessions at once, comma-separated (1,6,12)",
+)
+@click.option("--rounds", type=int, default=3, help="floor: alternating batches per load (3)")
+@click.option(
+    "--batch", type=int, default=4, help="floor: sessions per batch, per session at once (4)"
+)
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="floor: sample both workers with py-spy at the highest load; CPU split by part",
+)
 @click.option("-n", "--sessions", type=int, default=100, help="lifecycle sessions (100)")
 @click.option("-c", "--concurrency", type=int, default=20, help="lifecycle concurrency (20)")
 @click.option(
@@ -62,6 +77,15 @@ class _Failed(click.ClickException):
 @click.option("--park-concurrency", type=int, default=50, help="starts/approvals in flight (50)")
 @click.option("--small-cache", type=int, default=50, help="small worker cache size (50)")
 @click.option("--hold", type=float, default=3.0, help="seconds parked before approval (3)")
+@click.option(
+    "--approve-rate",
+    type=float,
+    default=0.0,
+    help="parked: approve the first --steady sessions at this rate per second (0: all at once)",
+)
+@click.option(
+    "--steady", type=int, default=100, help="parked: how many are approved at --approve-rate (100)"
+)
 @click.option("--replay-rounds", type=int, default=5, help="passes over the histories (5)")
 @click.option("--isolation", default="process", type=click.Choice(["process", "namespace", "auto"]))
 @click.option(
@@ -91,11 +115,13 @@ class _Failed(click.ClickException):
 def command(ctx: click.Context, **options: Any) -> int:
     """Durable sessions against the raw e2b SDK, on the local emulator.
 
-    SCENARIO: all (the default), lifecycle, parked, idle or replay.
+    SCENARIO: all (the default), floor (ours beside the same session written by hand),
+    lifecycle, parked, idle or replay.
     """
-    names = ("scenario", "sessions", "concurrency", "sequential", "parked", "park_concurrency",
-             "small_cache", "hold", "replay_rounds", "isolation", "out", "save", "plot",
-             "workdir")  # fmt: skip
+    names = ("scenario", "loads", "rounds", "batch", "profile", "sessions", "concurrency",
+             "sequential", "parked", "park_concurrency", "small_cache", "hold", "approve_rate",
+             "steady", "replay_rounds",
+             "isolation", "out", "save", "plot", "workdir")  # fmt: skip
     args = SimpleNamespace(**{name: options[name] for name in names})  # in the usual order
     _validate(args)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # stop = Ctrl-C: everything cleaned up
@@ -123,14 +149,22 @@ def command(ctx: click.Context, **options: Any) -> int:
 
 
 def _validate(args: SimpleNamespace) -> None:
-    for name in ("sessions", "concurrency", "parked", "park_concurrency", "small_cache",
-                 "replay_rounds"):  # fmt: skip
+    try:
+        args.loads = tuple(int(x) for x in str(args.loads).split(","))
+    except ValueError:
+        raise click.UsageError("--loads must be whole numbers separated by commas") from None
+    if not args.loads or min(args.loads) < 1:
+        raise click.UsageError("--loads must be at least 1 each")
+    for name in ("rounds", "batch", "sessions", "concurrency", "parked", "park_concurrency",
+                 "small_cache", "replay_rounds"):  # fmt: skip
         if getattr(args, name) < 1:
             raise click.UsageError(f"--{name.replace('_', '-')} must be at least 1")
     if args.sequential < 0:
         raise click.UsageError("--sequential must not be negative")
     if args.hold < 0:
         raise click.UsageError("--hold must not be negative")
+    if args.approve_rate < 0 or args.steady < 0:
+        raise click.UsageError("--approve-rate and --steady must not be negative")
     if args.plot is not None and importlib.util.find_spec("matplotlib") is None:
         raise ConfigError("--plot needs matplotlib: pip install -e '.[bench]'")
 
@@ -166,6 +200,16 @@ async def _against_stack(
     stack: Stack, args: SimpleNamespace, doc: dict[str, Any], samples: dict[str, Any]
 ) -> None:
     scenario = args.scenario
+    if scenario in ("all", "floor"):
+        doc["floor"] = await run_floor(
+            stack,
+            loads=args.loads,
+            rounds=args.rounds,
+            per_batch=args.batch,
+            parked=args.parked,
+            hold=args.hold,
+            profile=args.profile,
+        )
     if scenario in ("all", "lifecycle"):
         life = await lifecycle_both(
             stack, n=args.sessions, concurrency=args.concurrency, sequential=args.sequential
@@ -177,7 +221,13 @@ async def _against_stack(
         if scenario == "idle":
             parked = {
                 "default_cache": await run_parked(
-                    stack, k=k, concurrency=concurrency, hold=hold, max_cached=None
+                    stack,
+                    k=k,
+                    concurrency=concurrency,
+                    hold=hold,
+                    max_cached=None,
+                    approve_rate=args.approve_rate,
+                    steady=args.steady,
                 )
             }
         else:

@@ -16,6 +16,8 @@ from functools import partial
 from typing import Any
 
 from e2b import AsyncSandbox
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHandle
 
 from bench.billing import billing_errors
 from bench.history import HistoryWatcher, SessionTimeline, timeline
@@ -59,13 +61,29 @@ async def workflow_session(stack: Stack, session_id: str) -> WorkflowRun:
         id=workflow_id_for(session_id),
         task_queue=stack.task_queue,
     )
+    elapsed, outcome, events = await drive(
+        handle, t0, exec_arg=ExecRequest(command=COMMAND), result_type=ExecResult
+    )
+    return WorkflowRun(
+        session_id=session_id,
+        client_seconds=elapsed,
+        sandbox_id=outcome.status.sandbox_id or "",
+        timeline=timeline(events),
+    )
+
+
+async def drive(
+    handle: WorkflowHandle[Any, Any], t0: float, *, exec_arg: Any, result_type: type
+) -> tuple[float, Any, list[HistoryEvent]]:
+    """Take a started session through exec → gate → approve → finish, reacting to its history
+    (the same client for the project's session and the hand-written floor): the client's
+    seconds since `t0`, the workflow's result and its history."""
     watch = HistoryWatcher(handle)
     await watch.absorbed("provision_sandbox")
-    result = await handle.execute_update(
-        "exec", ExecRequest(command=COMMAND), result_type=ExecResult
-    )
-    if result.exit_code != 0:
-        raise RuntimeError(f"exec failed in session {session_id}: {result.stderr}")
+    result = await handle.execute_update("exec", exec_arg, result_type=result_type)
+    code = result.exit_code if isinstance(result, ExecResult) else result["exit_code"]
+    if code != 0:
+        raise RuntimeError(f"exec failed in workflow {handle.id}: exit code {code}")
     await handle.signal("request_approval", {"gate": "deploy"})
     await watch.absorbed("pause_sandbox")
     await handle.signal("approve", {"gate": "deploy", "by": "bench"})
@@ -74,12 +92,7 @@ async def workflow_session(stack: Stack, session_id: str) -> WorkflowRun:
     outcome = await handle.result()
     elapsed = time.perf_counter() - t0
     await watch.until_closed()
-    return WorkflowRun(
-        session_id=session_id,
-        client_seconds=elapsed,
-        sandbox_id=outcome.status.sandbox_id or "",
-        timeline=timeline(watch.events),
-    )
+    return elapsed, outcome, watch.events
 
 
 async def baseline_session(options: dict[str, Any]) -> BaselineRun:

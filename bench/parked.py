@@ -14,7 +14,14 @@ from functools import partial
 from typing import Any
 
 from bench.billing import billing_errors
-from bench.stack import BenchError, CpuMeter, Stack, WorkerProcess, gather_limited
+from bench.stack import (
+    BenchError,
+    CpuMeter,
+    Stack,
+    WorkerProcess,
+    dev_server_rss_kib,
+    gather_limited,
+)
 from bench.stats import summary_ms
 from provider.models import PoolConfig
 from workflows import SandboxSession, SessionInput, workflow_id_for
@@ -99,8 +106,17 @@ async def _warm_up(stack: Stack, queue: str, worker: WorkerProcess) -> None:
 
 
 async def run_parked(
-    stack: Stack, *, k: int, concurrency: int, max_cached: int | None, hold: float = 2.0
+    stack: Stack,
+    *,
+    k: int,
+    concurrency: int,
+    max_cached: int | None,
+    hold: float = 2.0,
+    approve_rate: float = 0.0,
+    steady: int = 0,
 ) -> dict[str, Any]:
+    """Park K sessions, then approve them: with `approve_rate`, the first `steady` at that
+    rate (one signal every 1/rate s, as people decide), then the rest at once (the burst)."""
     queue = f"parked-{uuid.uuid4().hex[:8]}"
     worker = WorkerProcess(stack, queue, max_cached)
     tag = uuid.uuid4().hex[:6]
@@ -111,6 +127,7 @@ async def run_parked(
         await _warm_up(stack, queue, worker)
         await asyncio.sleep(1)
         rss_idle = worker.rss_kib()
+        server_rss_idle = dev_server_rss_kib()
 
         async def park(sid: str) -> None:
             await stack.client.start_workflow(
@@ -136,6 +153,7 @@ async def run_parked(
         park_cpu = meter.stop(k)
         await asyncio.sleep(hold)  # parked; also lets the workflow tasks after the pauses end
         rss_parked = worker.rss_kib()
+        server_rss_parked = dev_server_rss_kib()
 
         sent: dict[str, datetime] = {}
 
@@ -147,7 +165,11 @@ async def run_parked(
         meter.start()
         t1 = time.perf_counter()
         finisher = asyncio.create_task(_finish_when_resumed(stack, wanted, concurrency))
-        await gather_limited(concurrency, [partial(approve, s) for s in ids])
+        paced = ids[: min(steady, k)] if approve_rate > 0 else []
+        for sid in paced:  # one decision at a time, at the rate people make them
+            asyncio.create_task(approve(sid))
+            await asyncio.sleep(1 / approve_rate)
+        await gather_limited(concurrency, [partial(approve, s) for s in ids[len(paced) :]])
 
         def all_resumed() -> bool:
             return all(_resumed_at(r) for r in _sandboxes(stack, wanted).values())
@@ -156,10 +178,13 @@ async def run_parked(
         batch_seconds = time.perf_counter() - t1
         approve_cpu = meter.stop(k)
         rss_after = worker.rss_kib()
-        latencies = [
-            (_resumed_at(record) - sent[sid]).total_seconds()  # type: ignore[operator]
+        resumed = {
+            sid: (_resumed_at(record) - sent[sid]).total_seconds()  # type: ignore[operator]
             for sid, record in _sandboxes(stack, wanted).items()
-        ]
+        }
+        latencies = list(resumed.values())
+        steady_latencies = [resumed[sid] for sid in paced]
+        burst_latencies = [resumed[sid] for sid in ids[len(paced) :]]
         await asyncio.wait_for(finisher, timeout)
         await _wait_recorded(stack, worker, wanted, timeout)
         billing = await billing_errors(stack, ids)
@@ -175,9 +200,16 @@ async def run_parked(
         "park_seconds": round(park_seconds, 3),
         "parked_per_second": round(k / park_seconds, 3),
         "rss_kib": {"idle": rss_idle, "parked": rss_parked, "after_resume": rss_after},
+        "dev_server_rss_kib": {"idle": server_rss_idle, "parked": server_rss_parked},
         "rss_growth_kib_per_parked_session": round(growth / k, 2),
         "rss_growth_kib_per_cached_session": round(growth / cached, 2),
         "resume_after_approval_ms": summary_ms(latencies),
+        "steady_approvals": {
+            "rate_per_second": approve_rate,
+            "sessions": len(paced),
+            "resume_after_approval_ms": summary_ms(steady_latencies),
+        },
+        "burst_resume_after_approval_ms": summary_ms(burst_latencies),
         "approve_batch_seconds": round(batch_seconds, 3),
         "cpu": {"park": park_cpu, "approve_until_all_resumed": approve_cpu},
         "billing": billing,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.profile import profile_table
 from bench.stack import BenchError
 
 
@@ -18,21 +19,24 @@ def _get(doc: dict[str, Any], path: str) -> Any:
 
 
 # (name, path in the document, comparison, limit, unit)
+FLOOR_LOADS = (1, 6, 12)
+"""The loads the issue sets the ratio targets at (`--loads`' default); others are reported."""
+
 TARGETS = [
-    ("overhead per step p50, one at a time",
-     "lifecycle.sequential.workflow.overhead_per_step_ms.all.p50", "<=", 10, "ms"),
-    ("overhead per step p99, one at a time",
-     "lifecycle.sequential.workflow.overhead_per_step_ms.all.p99", "<=", 50, "ms"),
-    ("  same, minus the dev server's dispatch wait",
-     "lifecycle.sequential.workflow.overhead_per_step_without_dispatch_ms.p50", "<=", 10, "ms"),
-    ("overhead per step p50, concurrent",
-     "lifecycle.no_latency.workflow.overhead_per_step_ms.all.p50", "<=", 10, "ms"),
-    ("overhead per step p99, concurrent",
-     "lifecycle.no_latency.workflow.overhead_per_step_ms.all.p99", "<=", 50, "ms"),
-    ("E2B-like latency: workflow / baseline (session p50)",
-     "lifecycle.e2b_latency.ratio_workflow_to_baseline.session_p50", "<=", 1.05, "x"),
-    ("full lifecycles per second", "lifecycle.no_latency.workflow.sessions_per_second",
-     ">=", 20, "/s"),
+    *(
+        target
+        for c in FLOOR_LOADS
+        for target in (
+            (f"sessions/s ours / floor, {c} at once",
+             f"floor.loads.c{c}.ours_to_floor.sessions_per_second", ">=", 0.97, "x"),
+            (f"worker CPU per session ours / floor, {c} at once",
+             f"floor.loads.c{c}.ours_to_floor.worker_cpu_ms_per_session", "<=", 1.10, "x"),
+        )
+    ),
+    ("RSS per cached parked session ours / floor", "floor.parked.ours_to_floor",
+     "<=", 1.2, "x"),
+    ("RSS per cached parked session (beside the floor)",
+     "floor.parked.ours.rss_kib_per_cached_parked_session", "<=", 100, "KiB"),
     ("worker RSS per cached parked session",
      "parked.default_cache.rss_growth_kib_per_cached_session", "<=", 100, "KiB"),
     ("parked sessions on one machine", "parked.default_cache.k", ">=", 10_000, ""),
@@ -121,6 +125,20 @@ def _parked_table(parked: dict[str, Any]) -> list[str]:
             f"{_pct(r['resume_after_approval_ms'])} ms; batch of {r['k']} approvals "
             f"{r['approve_batch_seconds']}s"
         )
+        steady = r.get("steady_approvals", {})
+        if steady.get("sessions"):
+            lines.append(
+                f"  {'':<14} {steady['sessions']} approved at {steady['rate_per_second']:g}/s: "
+                f"resume p50/p95/p99 {_pct(steady['resume_after_approval_ms'])} ms; the burst "
+                f"of the other {r['k'] - steady['sessions']}: "
+                f"{_pct(r['burst_resume_after_approval_ms'])} ms"
+            )
+        server = r.get("dev_server_rss_kib") or {}
+        if server.get("idle") is not None and server.get("parked") is not None:
+            lines.append(
+                f"  {'':<14} dev server RSS idle {server['idle']} KiB, parked {server['parked']} "
+                f"KiB ({(server['parked'] - server['idle']) / r['k']:.1f} KiB per parked session)"
+            )
         for phase, cpu in r.get("cpu", {}).items():
             lines.append(
                 f"  {'':<14} CPU ms/session while {phase.replace('_', ' ')}: worker "
@@ -131,6 +149,53 @@ def _parked_table(parked: dict[str, Any]) -> list[str]:
     return lines
 
 
+_STEPS = ("provision", "exec", "pause", "resume", "finish")
+
+
+def _floor_rows(floor: dict[str, Any]) -> list[list[str]]:
+    """One row per load: ours / floor (ratio) for each figure."""
+    rows = []
+    for run in floor["loads"].values():
+        o, f, q = run["ours"], run["floor"], run["ours_to_floor"]
+        steps = " / ".join(f"{q['step_p50'][s]:.2f}" for s in _STEPS)
+        rows.append(
+            [
+                str(run["concurrency"]),
+                f"{o['sessions_per_second']:g} / {f['sessions_per_second']:g} "
+                f"({q['sessions_per_second']:.2f}x)",
+                f"{o['worker_cpu_ms_per_session']:g} / {f['worker_cpu_ms_per_session']:g} "
+                f"({q['worker_cpu_ms_per_session']:.2f}x)",
+                f"{o['dev_server_cpu_ms_per_session']:g} / {f['dev_server_cpu_ms_per_session']:g}",
+                f"{o['workflow_tasks_per_session']:.1f} / {f['workflow_tasks_per_session']:.1f}",
+                f"{o['session_ms']['p50']:g} / {f['session_ms']['p50']:g} "
+                f"({q['session_p50']:.2f}x)",
+                steps,
+            ]
+        )
+    return rows
+
+
+_FLOOR_HEADER = [
+    "at once",
+    "sessions/s ours / floor",
+    "worker CPU ms/session",
+    "dev server CPU ms/session",
+    "workflow tasks/session",
+    "session p50 ms",
+    "step p50 ours/floor: " + " / ".join(_STEPS),
+]
+
+
+def _floor_parked(floor: dict[str, Any]) -> str:
+    p = floor["parked"]
+    o, f = p["ours"], p["floor"]
+    return (
+        f"{o['k']} parked sessions, worker RSS growth per cached parked session: ours "
+        f"{o['rss_kib_per_cached_parked_session']:g} KiB, floor "
+        f"{f['rss_kib_per_cached_parked_session']:g} KiB ({p['ours_to_floor']:g}x)"
+    )
+
+
 def render_table(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     lines = [
@@ -139,6 +204,21 @@ def render_table(doc: dict[str, Any]) -> str:
         f"load {m['load_average'][0]:.2f}",
         "",
     ]
+    if "floor" in doc:
+        lines += [
+            "OURS / FLOOR  the same session written by hand (bench/floor_session.py), both "
+            f"worker processes, alternating batches ({doc['floor']['rounds']} rounds)"
+        ]
+        for row in [_FLOOR_HEADER, *_floor_rows(doc["floor"])]:
+            lines.append("  " + " | ".join(row))
+        lines += ["  " + _floor_parked(doc["floor"]), ""]
+        if "profile" in doc["floor"]:
+            prof = doc["floor"]["profile"]
+            lines.append(
+                f"WORKER CPU ms/session by part, {prof['at_once']} at once (py-spy, GIL held): "
+                "part | ours | floor | ours - floor"
+            )
+            lines += ["  " + " | ".join(row) for row in profile_table(prof)] + [""]
     if "lifecycle" in doc:
         lines += _lifecycle_table(doc["lifecycle"]) + [""]
     if "parked" in doc:
@@ -248,6 +328,29 @@ def render_markdown(doc: dict[str, Any]) -> str:
         mark = "met" if t["met"] else "**missed**"
         value = "-" if t["value"] is None else f"{t['value']:g}"
         out.append(f"| {t['name']} {t['target']} | {value} | {mark} |")
+    if "floor" in doc:
+        out += [
+            "",
+            "Ours against the floor (the same session written by hand, "
+            f"`bench/floor_session.py`; alternating batches, {doc['floor']['rounds']} rounds):",
+            "",
+            "| " + " | ".join(_FLOOR_HEADER) + " |",
+            "|" + "---|" * len(_FLOOR_HEADER),
+            *("| " + " | ".join(row) + " |" for row in _floor_rows(doc["floor"])),
+            "",
+            _floor_parked(doc["floor"]) + ".",
+        ]
+        if "profile" in doc["floor"]:
+            prof = doc["floor"]["profile"]
+            out += [
+                "",
+                f"Worker CPU per session by part at {prof['at_once']} at once (py-spy samples "
+                "while the GIL is held, scaled to the measured CPU per session):",
+                "",
+                "| part | ours ms | floor ms | ours − floor |",
+                "|---|---|---|---|",
+                *("| " + " | ".join(row) + " |" for row in profile_table(prof)),
+            ]
     if "lifecycle" in doc:
         out += [
             "",

@@ -197,6 +197,22 @@ class CpuMeter:
         return out
 
 
+def rss_of(pid: int | None) -> int | None:
+    """A process's resident set size (VmRSS from /proc) in KiB; None when unreadable."""
+    if pid is None:
+        return None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return None
+
+
+def dev_server_rss_kib() -> int | None:
+    """The dev server's RSS in KiB (our `temporal` child), None when it cannot be read."""
+    return rss_of(_dev_server_pid())
+
+
 def _dev_server_pid() -> int | None:
     """Our child named `temporal` (the dev server `start_local` spawned)."""
     me = os.getpid()
@@ -223,6 +239,7 @@ async def running_stack(workdir: Path, isolation: str = "process") -> AsyncItera
             dev_server_existing_path=temporal_binary(),
             data_converter=data_converter(),
             dev_server_log_level="error",
+            dev_server_extra_args=dev.dev_server_args(),  # as `sessions dev` runs it
             search_attributes=SEARCH_ATTRIBUTES,
         )
     try:
@@ -256,7 +273,16 @@ async def inprocess_worker(stack: Stack, **options: Any) -> AsyncIterator[TimedP
 class WorkerProcess:
     """`python worker.py` as a child, configured only through its environment (like a deploy)."""
 
-    def __init__(self, stack: Stack, task_queue: str, max_cached: int | None) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        task_queue: str,
+        max_cached: int | None,
+        *,
+        module: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        """`python worker.py`, or `python -m <module>` (the hand-written floor's worker)."""
         env = {
             k: v
             for k, v in os.environ.items()
@@ -272,10 +298,12 @@ class WorkerProcess:
         )
         if max_cached is not None:
             env["SESSIONS_MAX_CACHED_WORKFLOWS"] = str(max_cached)
+        env.update(extra_env or {})
         self.log_path = stack.workdir / f"worker-{task_queue}.log"
         self._log = self.log_path.open("w")
+        argv = ["-m", module] if module else [str(ROOT / "worker.py")]
         self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "worker.py")],
+            [sys.executable, *argv],
             env=env,
             cwd=ROOT,
             stdout=self._log,
@@ -288,6 +316,14 @@ class WorkerProcess:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         raise BenchError("VmRSS missing from /proc: RSS needs Linux")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the worker has used so far (from /proc)."""
+        cpu = CpuMeter._pid_cpu(self.proc.pid)
+        if cpu is None:
+            self.check()
+            raise BenchError("the worker's CPU time is unreadable: /proc needed")
+        return cpu
 
     def check(self) -> None:
         if self.proc.poll() is not None:
