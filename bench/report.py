@@ -83,10 +83,8 @@ def _lifecycle_table(life: dict[str, Any]) -> list[str]:
             row(f"  {phase}", f"workflow.phases_ms.{phase}", f"baseline.phases_ms.{phase}")
         row("overhead / step", "workflow.overhead_per_step_ms.all")
         row("  without dispatch", "workflow.overhead_per_step_without_dispatch_ms")
-        for step in (
-            "provision", "exec", "pause", "record_segment", "notify_gate", "resume", "terminate",
-            "record_cost",
-        ):  # fmt: skip
+        # The ledger writes are local activities (inside workflow tasks): no step of their own.
+        for step in ("provision", "exec", "pause", "notify_gate", "resume", "terminate"):
             row(f"  {step}", f"workflow.overhead_per_step_ms.{step}")
         row("  wf task dispatch", "workflow.overhead_split_ms.workflow_task_dispatch")
         row("  wf task processing", "workflow.overhead_split_ms.workflow_task_processing")
