@@ -21,7 +21,7 @@ from temporalio.client import Client
 from bench.history import SessionTimeline, timeline
 from bench.lifecycle import COMMAND, drive
 from bench.profile import Sampler, per_session_ms, py_spy
-from bench.stack import BenchError, CpuMeter, Stack, WorkerProcess, gather_limited
+from bench.stack import CpuMeter, Stack, WorkerProcess, gather_limited
 from bench.stats import ratio, summary_ms
 from provider.models import ExecResult, PoolConfig
 from workflows import WORKFLOW_TYPE, ExecRequest, SessionInput, workflow_id_for
@@ -123,15 +123,12 @@ def _ratios(ours: dict[str, Any], floor: dict[str, Any]) -> dict[str, Any]:
 
 async def _warm(side: Side) -> None:
     """Two sessions: the worker polling, its imports and connections made."""
-    deadline = time.monotonic() + 60
     for i in range(2):
         task = asyncio.ensure_future(side.session(f"warm-{uuid.uuid4().hex[:6]}-{i}"))
-        while not task.done():
-            side.worker.check()
-            if time.monotonic() > deadline:
-                task.cancel()
-                raise BenchError(f"the {side.name} worker did not run a session within 60 s")
-            await asyncio.sleep(0.05)
+        try:
+            await side.worker.wait_for(f"the {side.name} worker to run a session", task.done, 60)
+        finally:
+            task.cancel()  # a no-op once done
         task.result()
 
 
@@ -150,21 +147,8 @@ async def _load(sides: list[Side], concurrency: int, rounds: int, n: int) -> dic
     }
 
 
-def _emulator_states(stack: Stack, ids: set[str]) -> list[str]:
-    return [
-        r.state
-        for r in stack.emulator.core.manager.records.values()
-        if r.metadata.get("session_id") in ids
-    ]
-
-
-async def _until(side: Side, what: str, done: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        side.worker.check()
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what} ({side.name})")
-        await asyncio.sleep(0.1)
+def _states(stack: Stack, ids: set[str]) -> list[str]:
+    return [record.state for record in stack.sandboxes(ids).values()]
 
 
 async def _parked(stack: Stack, side: Side, k: int, hold: float) -> dict[str, Any]:
@@ -186,10 +170,10 @@ async def _parked(stack: Stack, side: Side, k: int, hold: float) -> dict[str, An
     )
 
     def parked() -> bool:
-        states = _emulator_states(stack, ids)
+        states = _states(stack, ids)
         return len(states) == k and all(s == "paused" for s in states)
 
-    await _until(side, f"{k} sessions to park", parked, 60 + k * 0.5)
+    await side.worker.wait_for(f"{k} sessions to park ({side.name})", parked, 60 + k * 0.5)
     await asyncio.sleep(hold)
     rss = side.worker.rss_kib()
     await gather_limited(
@@ -199,10 +183,9 @@ async def _parked(stack: Stack, side: Side, k: int, hold: float) -> dict[str, An
             for sid in ids
         ],
     )
-    await _until(
-        side,
-        f"{k} parked sessions to end",
-        lambda: all(s == "killed" for s in _emulator_states(stack, ids)),
+    await side.worker.wait_for(
+        f"{k} parked sessions to end ({side.name})",
+        lambda: all(s == "killed" for s in _states(stack, ids)),
         60 + k * 0.5,
     )
     return {

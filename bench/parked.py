@@ -30,24 +30,6 @@ DEFAULT_CACHE = 2000
 """`build_worker`'s default `max_cached_workflows` (SESSIONS_MAX_CACHED_WORKFLOWS unset)."""
 
 
-def _sandboxes(stack: Stack, session_ids: set[str]) -> dict[str, Any]:
-    """session id -> the emulator's live record of its sandbox."""
-    return {
-        r.metadata["session_id"]: r
-        for r in stack.emulator.core.manager.records.values()
-        if r.metadata.get("session_id") in session_ids
-    }
-
-
-async def _wait(stack: Stack, worker: WorkerProcess, what: str, done: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        worker.check()
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 def _resumed_at(record: Any) -> datetime | None:
     return next((t.at for t in record.transitions if t.event == "resumed"), None)
 
@@ -66,7 +48,7 @@ async def _finish_when_resumed(stack: Stack, wanted: set[str], concurrency: int)
             await stack.client.get_workflow_handle(workflow_id_for(sid)).signal("finish", {})
 
     while len(done) < len(wanted):
-        for sid, record in _sandboxes(stack, wanted).items():
+        for sid, record in stack.sandboxes(wanted).items():
             if sid not in done and _resumed_at(record):
                 done.add(sid)
                 pending.add(asyncio.create_task(finish(sid)))
@@ -101,7 +83,7 @@ async def _warm_up(stack: Stack, queue: str, worker: WorkerProcess) -> None:
         start_signal_args=[{}],
     )
     result = asyncio.ensure_future(handle.result())
-    await _wait(stack, worker, "the worker to start", result.done, 60)
+    await worker.wait_for("the worker to start", result.done, 60)
     result.result()
 
 
@@ -145,10 +127,10 @@ async def run_parked(
         await gather_limited(concurrency, [partial(park, s) for s in ids])
 
         def all_paused() -> bool:
-            boxes = _sandboxes(stack, wanted)
+            boxes = stack.sandboxes(wanted)
             return len(boxes) == k and all(r.state == "paused" for r in boxes.values())
 
-        await _wait(stack, worker, f"{k} sessions to park", all_paused, timeout)
+        await worker.wait_for(f"{k} sessions to park", all_paused, timeout)
         park_seconds = time.perf_counter() - t0
         park_cpu = meter.stop(k)
         await asyncio.sleep(hold)  # parked; also lets the workflow tasks after the pauses end
@@ -172,15 +154,15 @@ async def run_parked(
         await gather_limited(concurrency, [partial(approve, s) for s in ids[len(paced) :]])
 
         def all_resumed() -> bool:
-            return all(_resumed_at(r) for r in _sandboxes(stack, wanted).values())
+            return all(_resumed_at(r) for r in stack.sandboxes(wanted).values())
 
-        await _wait(stack, worker, f"{k} sessions to resume", all_resumed, timeout)
+        await worker.wait_for(f"{k} sessions to resume", all_resumed, timeout)
         batch_seconds = time.perf_counter() - t1
         approve_cpu = meter.stop(k)
         rss_after = worker.rss_kib()
         resumed = {
             sid: (_resumed_at(record) - sent[sid]).total_seconds()  # type: ignore[operator]
-            for sid, record in _sandboxes(stack, wanted).items()
+            for sid, record in stack.sandboxes(wanted).items()
         }
         latencies = list(resumed.values())
         steady_latencies = [resumed[sid] for sid in paced]

@@ -111,6 +111,14 @@ class Stack:
             "domain": "localhost",
         }
 
+    def sandboxes(self, session_ids: set[str]) -> dict[str, Any]:
+        """session id -> the emulator's record of its sandbox."""
+        return {
+            r.metadata["session_id"]: r
+            for r in self.emulator.core.manager.records.values()
+            if r.metadata.get("session_id") in session_ids
+        }
+
     def new_provider(self) -> TimedProvider:
         emu = self.emulator
         return TimedProvider(
@@ -312,10 +320,11 @@ class WorkerProcess:
 
     def rss_kib(self) -> int:
         """Resident set size from /proc (VmRSS), in KiB."""
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise BenchError("VmRSS missing from /proc: RSS needs Linux")
+        rss = rss_of(self.proc.pid)
+        if rss is None:
+            self.check()
+            raise BenchError("VmRSS missing from /proc: RSS needs Linux")
+        return rss
 
     def cpu_seconds(self) -> float:
         """User + system CPU seconds the worker has used so far (from /proc)."""
@@ -324,6 +333,15 @@ class WorkerProcess:
             self.check()
             raise BenchError("the worker's CPU time is unreadable: /proc needed")
         return cpu
+
+    async def wait_for(self, what: str, done: Callable[[], bool], timeout: float) -> None:
+        """Until `done()`, checking all the while that this worker still runs."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            self.check()
+            if time.monotonic() > deadline:
+                raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}")
+            await asyncio.sleep(0.05)
 
     def check(self) -> None:
         if self.proc.poll() is not None:

@@ -24,7 +24,6 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
-from bench.parked import _sandboxes
 from bench.stack import BenchError, Stack, gather_limited, inprocess_worker, running_stack
 from bench.stats import percentile
 from common.cli import CONTEXT_SETTINGS
@@ -88,7 +87,7 @@ async def _park(stack: Stack, n: int, concurrency: int) -> list[str]:
     wanted = set(ids)
     deadline = time.monotonic() + 120 + n * 0.5
     while True:
-        boxes = _sandboxes(stack, wanted)
+        boxes = stack.sandboxes(wanted)
         if len(boxes) == n and all(r.state == "paused" for r in boxes.values()):
             return ids
         if time.monotonic() > deadline:

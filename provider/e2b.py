@@ -265,8 +265,8 @@ class E2BSandboxProvider:
     # a paused or killed sandbox (SandboxNotRunning) and never resumes it, so a stale handle
     # costs one refused call, after which the checked path below answers.
 
-    def _remember(self, ref: SandboxRef | _HandleKey, sandbox: AsyncSandbox) -> AsyncSandbox:
-        key = ref if isinstance(ref, tuple) else _handle_key(ref)
+    def _remember(self, ref: SandboxRef, sandbox: AsyncSandbox) -> AsyncSandbox:
+        key = _handle_key(ref)
         _keep(self._handles, key, sandbox, _KEPT_HANDLES)
         _keep(self._checked, key, None, _KEPT_CHECKED)
         return sandbox
@@ -277,8 +277,11 @@ class E2BSandboxProvider:
     def _known(self, ref: SandboxRef) -> AsyncSandbox | None:
         return self._handles.get(_handle_key(ref))
 
-    def _forget(self, ref: SandboxRef) -> None:
+    def _forget(self, ref: SandboxRef, *, ended: bool = False) -> None:
+        """Drop the handle (a pause); `ended`, also what was known of its owner (a terminate)."""
         self._handles.pop(_handle_key(ref), None)
+        if ended:
+            self._checked.pop(_handle_key(ref), None)
 
     # ------------------------------------------------------------------ provision
 
@@ -318,7 +321,13 @@ class E2BSandboxProvider:
                     **opts,
                 )
         returned = _now()
-        self._remember((input.org_id, sandbox.sandbox_id, input.session_id, input.owner), sandbox)
+        own = SandboxRef(
+            org_id=input.org_id,
+            sandbox_id=sandbox.sandbox_id,
+            session_id=input.session_id,
+            owner=input.owner,
+        )
+        self._remember(own, sandbox)
         started_at = await self._started_at(input.org_id, sandbox.sandbox_id, returned)
         log.info("sandbox %s created for session %s", sandbox.sandbox_id, input.session_id)
         handle = SandboxHandle(
@@ -531,8 +540,7 @@ class E2BSandboxProvider:
         """Kill the sandbox; one already gone ended when the provider's record says (when it
         has one), not now: a retried terminate, or a sandbox lost unnoticed, bills to its end."""
         ref = input.ref
-        self._forget(ref)
-        self._checked.pop(_handle_key(ref), None)
+        self._forget(ref, ended=True)
         with self._api(ref.org_id, f"kill sandbox {ref.sandbox_id}") as opts:
             killed = await AsyncSandbox.kill(ref.sandbox_id, **opts)
         if killed:

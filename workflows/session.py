@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
         RECORD_SEGMENT_LOCAL,
         LedgerActivities,
         RecordCostInput,
+        RecordCostResult,
         RecordSegmentInput,
     )
     from activities.notify import NOTIFY_GATE, GateNotice, NoticeResult
@@ -116,10 +117,10 @@ _LIFETIME_PATCH = "e2b-lifetime"
 """The session rolls its sandbox over before E2B's maximum lifetime and takes back a sandbox E2B
 paused on its own (histories recorded before it did neither)."""
 _NOTIFY_BOUND = timedelta(minutes=10)
-_LEDGER_LOCAL_PATCH = "ledger-local"
-"""Since: the ledger writes (`record_segment`, `record_cost`) run as local activities."""
 """How long a notice is retried, in rounds of NOTIFY_GATE's schedule-to-close: a notice in
 flight is done or given up by then (and a continue-as-new waits no longer for it)."""
+_LEDGER_LOCAL_PATCH = "ledger-local"
+"""Since: the ledger writes (`record_segment`, `record_cost`) run as local activities."""
 
 
 class _SessionEnded(Exception):
@@ -539,13 +540,13 @@ class SandboxSession:
         closed = self._segment_events()
         if not closed:
             return
-        arg = RecordSegmentInput(segment=closed[-1])
-        method = LedgerActivities.record_segment
         try:
-            if self._writes_locally():
-                await workflow.execute_local_activity_method(method, arg, **RECORD_SEGMENT_LOCAL)
-            else:
-                await workflow.execute_activity_method(method, arg, **RECORD_SEGMENT)
+            await self._ledger_write(
+                LedgerActivities.record_segment,
+                RecordSegmentInput(segment=closed[-1]),
+                RECORD_SEGMENT,
+                RECORD_SEGMENT_LOCAL,
+            )
         except ActivityError as err:
             workflow.logger.warning(
                 "running segment not recorded yet: %s", describe_failure(err, limit=300)
@@ -589,11 +590,20 @@ class SandboxSession:
             self._publishing = workflow.patched(_GATES_PATCH)
         return self._publishing
 
-    def _writes_locally(self) -> bool:
-        """Whether this run writes the ledger in local activities (see `_LEDGER_LOCAL_PATCH`)."""
+    async def _ledger_write(
+        self,
+        method: Any,
+        arg: Any,
+        config: workflow.ActivityConfig,
+        local: workflow.LocalActivityConfig,
+    ) -> Any:
+        """A ledger write: a local activity since `_LEDGER_LOCAL_PATCH` (decided once per run),
+        an activity in the runs recorded before it."""
         if self._ledger_local is None:
             self._ledger_local = workflow.patched(_LEDGER_LOCAL_PATCH)
-        return self._ledger_local
+        if self._ledger_local:
+            return await workflow.execute_local_activity_method(method, arg, **local)
+        return await workflow.execute_activity_method(method, arg, **config)
 
     def _publish(self) -> None:
         """Upsert the search attributes and memo that changed: at every transition, so a client
@@ -703,11 +713,9 @@ class SandboxSession:
                 else []
             ),
         )
-        method = LedgerActivities.record_cost
-        if self._writes_locally():
-            result = await workflow.execute_local_activity_method(method, arg, **RECORD_COST_LOCAL)
-        else:
-            result = await workflow.execute_activity_method(method, arg, **RECORD_COST)
+        result: RecordCostResult = await self._ledger_write(
+            LedgerActivities.record_cost, arg, RECORD_COST, RECORD_COST_LOCAL
+        )
         self._owed = None
         self._cost = result.event
         self._state = outcome
