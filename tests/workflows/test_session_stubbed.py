@@ -178,8 +178,12 @@ async def test_two_gates_queue_in_order_and_each_pauses(rig: Rig) -> None:
     )
     assert decided.message == "gate 'plan' is already approved by bo"
     # The queued gate takes its turn: resumed for plan, paused again for merge.
-    await wait_for(handle, lambda s: len(fake.called("pause_sandbox")) == 2, "paused for merge")
-    assert (await status_of(handle)).state == "paused"
+    # The stub records a pause when it starts; the session says "paused" once it has finished.
+    await wait_for(
+        handle,
+        lambda s: s.state == "paused" and len(fake.called("pause_sandbox")) == 2,
+        "paused for merge",
+    )
     await handle.signal("approve", {"gate": "merge", "by": "cy"})
     status = await wait_for(handle, state_is("running"), "resumed after merge")
     assert [(g.gate, g.state, g.decided_by) for g in status.gates] == [
