@@ -41,11 +41,18 @@ from activities.watch import SandboxWatch
 from common.cli import CONTEXT_SETTINGS
 from common.cli import main as run_command
 from common.errors import ConfigError, SessionsError
+from common.ids import creates_task_queue
 from common.search import SEARCH_ATTRIBUTES
-from common.settings import NotifySettings, ReconcilerSettings, WorkerSettings
+from common.settings import (
+    DEFAULT_DRAIN_SECONDS,
+    NotifySettings,
+    ReconcilerSettings,
+    WorkerSettings,
+)
 from common.temporal import connect_temporal
 from ledger import Ledger, LedgerError, open_ledger
 from provider import E2BSandboxProvider, ProviderError, SandboxProvider
+from provider.limits import TierLimits
 from telemetry import TracedProvider, temporal_runtime, with_tracing, worker_interceptors
 from telemetry import setup as setup_telemetry
 from telemetry.health import health_server
@@ -60,6 +67,7 @@ from workflows import (
 __all__ = [
     "GRACEFUL_SHUTDOWN",
     "PASSTHROUGH_MODULES",
+    "SessionWorker",
     "build_worker",
     "check_search_attributes",
     "ensure_reconciler_schedule",
@@ -73,8 +81,9 @@ __all__ = [
 
 log = logging.getLogger("session_worker")
 
-GRACEFUL_SHUTDOWN = timedelta(seconds=30)
-"""How long in-flight activities may run on after SIGTERM before they are cancelled."""
+GRACEFUL_SHUTDOWN = timedelta(seconds=DEFAULT_DRAIN_SECONDS)
+"""How long in-flight activities may run on after SIGTERM before they are cancelled, unless
+`SESSIONS_DRAIN_TIMEOUT` says otherwise: a command with the default timeout finishes."""
 
 PASSTHROUGH_MODULES = (
     "activities",
@@ -100,6 +109,46 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
+class SessionWorker:
+    """The worker on the sessions queue and its companion on the creates queue, run as one.
+
+    The companion runs only `provision_sandbox`, on `creates_task_queue(task_queue)`. With a
+    create rate it asks the server to hand out that queue's tasks no faster, for every worker
+    polling it (Temporal's `max_task_queue_activities_per_second`): E2B's per-team create limit
+    then holds for the whole fleet, however many replicas run. The creates waiting there are
+    not work more pods could do, so autoscaling looks at the sessions queue only.
+    """
+
+    def __init__(self, sessions: Worker, creates: Worker) -> None:
+        self.sessions = sessions
+        self.creates = creates
+        self._entered: list[Worker] = []
+
+    @property
+    def is_running(self) -> bool:
+        return self.sessions.is_running and self.creates.is_running
+
+    async def __aenter__(self) -> SessionWorker:
+        try:
+            for worker in (self.creates, self.sessions):
+                await worker.__aenter__()
+                self._entered.append(worker)
+        except BaseException:
+            await self.__aexit__(None, None, None)  # the one started must not poll on alone
+            raise
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        """Both drain at once (the same timeout), so a stop takes the longer of the two."""
+        entered, self._entered = self._entered, []
+        results = await asyncio.gather(
+            *(w.__aexit__(*exc) for w in entered), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+
 def build_worker(
     client: Client,
     *,
@@ -108,24 +157,33 @@ def build_worker(
     ledger: Ledger,
     max_cached_workflows: int = 2000,
     max_concurrent_activities: int = 200,
+    creates_per_second: float | None = None,
+    drain_timeout: timedelta = GRACEFUL_SHUTDOWN,
     interceptors: Sequence[Any] = (),
     watch: SandboxWatch | None = None,
     notify: NotifySettings | None = None,
     **worker_options: Any,
-) -> Worker:
-    """A worker for the session and reconciler workflows with their dependencies injected
+) -> SessionWorker:
+    """The workers for the session and reconciler workflows with their dependencies injected
     (and, with `watch`, the sandboxes it provisions or resumes watched from the next pass;
-    gate notices go where `notify` says, by default the environment's SESSIONS_NOTIFY_*)."""
+    gate notices go where `notify` says, by default the environment's SESSIONS_NOTIFY_*).
+
+    `creates_per_second`: the fleet's create rate, set on the creates queue (None: unpaced).
+    `drain_timeout`: how long running activities may finish after a stop before cancellation.
+    `worker_options` go to the sessions worker only.
+    """
     traced = TracedProvider.wrap(provider)  # spans, latency, gauges for every provider call
     sandbox = SandboxActivities(traced, on_live=watch.expect if watch else None)
     billing = LedgerActivities(ledger)
     reconcile = ReconcileActivities(traced, client, ledger)
     notifier = GateNotifier(ledger, notify or NotifySettings.load())
-    return Worker(
+    interceptors = worker_interceptors(client, interceptors)
+    sessions = Worker(
         client,
         task_queue=task_queue,
         workflows=[SandboxSession, StraySandboxReconciler],
         activities=[
+            # Also here: sessions recorded before the creates queue create on their own queue.
             sandbox.provision_sandbox,
             sandbox.exec_command,
             sandbox.pause_sandbox,
@@ -145,10 +203,20 @@ def build_worker(
         # activities are I/O-bound calls to E2B and the ledger.
         max_cached_workflows=max_cached_workflows,
         max_concurrent_activities=max_concurrent_activities,
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-        interceptors=worker_interceptors(client, interceptors),
+        graceful_shutdown_timeout=drain_timeout,
+        interceptors=interceptors,
         **worker_options,
     )
+    creates = Worker(
+        client,
+        task_queue=creates_task_queue(task_queue),
+        activities=[sandbox.provision_sandbox],
+        max_concurrent_activities=max_concurrent_activities,
+        max_task_queue_activities_per_second=creates_per_second,
+        graceful_shutdown_timeout=drain_timeout,
+        interceptors=interceptors,
+    )
+    return SessionWorker(sessions, creates)
 
 
 async def ensure_reconciler_schedule(
@@ -267,6 +335,7 @@ async def run_worker(
     try:
         provider_used = provider or E2BSandboxProvider(settings=settings)
         watch = _watch(client, provider_used, settings)
+        rate = TierLimits.from_settings(settings).fleet_create_rate
         worker = build_worker(
             client,
             task_queue=settings.task_queue,
@@ -276,6 +345,8 @@ async def run_worker(
             ledger=ledger,
             max_cached_workflows=settings.max_cached_workflows,
             max_concurrent_activities=settings.max_concurrent_activities,
+            creates_per_second=rate,
+            drain_timeout=timedelta(seconds=settings.drain_timeout),
         )
         log.info("gate notices: %s", describe_sinks(settings))
         if settings.reconciler:
@@ -286,10 +357,20 @@ async def run_worker(
             client.service_client.config.target_host,
             client.namespace,
         )
+        log.info(
+            "sandbox creates on task queue %s: %s",
+            creates_task_queue(settings.task_queue),
+            f"at most {rate:g}/s for the whole fleet (set on the server)"
+            if rate
+            else "not paced (E2B_TIER / E2B_CREATE_RATE unset); E2B's 429s are retried",
+        )
         async with health_server(client, worker, stop, settings.health_port), worker:
             watching = asyncio.create_task(watch.run(stop)) if watch else None
             await stop.wait()
-            log.info("stopping: draining in-flight tasks (up to %s)", GRACEFUL_SHUTDOWN)
+            log.info(
+                "stopping: draining in-flight tasks (up to %s, SESSIONS_DRAIN_TIMEOUT)",
+                timedelta(seconds=settings.drain_timeout),
+            )
             if watching is not None:
                 await watching
     finally:

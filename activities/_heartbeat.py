@@ -26,6 +26,10 @@ def heartbeat_interval() -> float:
 async def heartbeating(call: Awaitable[T], *details: Any) -> T:
     """`call`'s result, awaited as a task while the activity heartbeats; a cancel of the
     activity cancels the call."""
+    if details:
+        # Said at once, not after the first interval: an attempt lost in its first seconds
+        # (a worker stopped mid-command) must leave them for the next one to read.
+        activity.heartbeat(*details)
     task = asyncio.ensure_future(call)
     interval = heartbeat_interval()
     try:

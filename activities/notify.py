@@ -3,7 +3,7 @@ sinks (a signed webhook, a Slack incoming webhook).
 
 The workflow runs it in the background, never on the session's path: a sink that is slow, down
 or answering 500 is retried for a bounded time (`NOTIFY_GATE`) and then reported (the gate's
-`notify_error` in `sessions status`, the `sessions.notify.failures` metric, a warning per
+`notify_error` in `sessions status`, the `session.notify.failures` metric, a warning per
 attempt) while the gate waits on regardless. Delivery is at least once per (gate, announcement,
 sink): a sink the ledger already has a `notified` row for is never posted to again, and a
 redelivery after a crash carries the same `Sessions-Event-Id`.

@@ -31,6 +31,7 @@ from ledger.billing import Segment
 from provider.base import ListedSandbox, SandboxProvider
 from provider.errors import ProviderError, SandboxGone
 from provider.models import CheckInput, SandboxRef, TerminateInput
+from telemetry.instruments import count_reaped, count_strays
 
 SHARED_KEY_ORG = "*"
 """The org whose key lists the sandboxes when no org is named: the shared `E2B_API_KEY`."""
@@ -164,6 +165,7 @@ class ReconcileActivities:
                 )
             )
         activity.logger.info("%d managed sandboxes listed, %d strays", len(listed), len(strays))
+        count_strays([stray.org_id for stray in strays])
         return StraysResult(listed=len(listed), strays=strays)
 
     async def _session_status(self, session_id: str) -> tuple[str, str | None]:
@@ -298,6 +300,7 @@ class ReconcileActivities:
             end_confirmed=confirmed,
         )
         recorded = await self._ledger.record(event, _segments(usage, event))
+        count_reaped(stray.org_id, killed=killed)
         activity.logger.info(
             "stray sandbox %s of session %s (%s): killed=%s billed=%s",
             stray.sandbox_id,

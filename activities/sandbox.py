@@ -66,6 +66,7 @@ __all__ = [
     "NON_RETRYABLE_ERROR_TYPES",
     "PAUSE",
     "PROVISION",
+    "PROVISION_PACED",
     "RESUME",
     "TERMINATE",
     "SandboxActivities",
@@ -105,6 +106,15 @@ PROVISION = ActivityConfig(
     # ten minutes, then fail the session rather than hold it forever.
     schedule_to_close_timeout=timedelta(minutes=10),
     retry_policy=retry_policy(maximum=30),
+)
+PROVISION_PACED = ActivityConfig(
+    **{
+        **PROVISION,
+        # On the creates queue a create waits its turn behind the fleet's rate, and at E2B's
+        # concurrency limit it is retried with no worker slot held: both may take a while
+        # under a burst (1,000 starts at Hobby's 1/s take 17 minutes). An hour bounds it.
+        "schedule_to_close_timeout": timedelta(hours=1),
+    }
 )
 EXEC = ActivityConfig(
     # The command's own timeout (the seed's 600 s by default) plus the connect and the kill;

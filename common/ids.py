@@ -8,17 +8,29 @@ from __future__ import annotations
 
 __all__ = [
     "CHECK_SANDBOX_SIGNAL",
+    "CREATES_QUEUE_SUFFIX",
     "DEFAULT_TASK_QUEUE",
     "MANAGED_BY",
     "MANAGED_BY_KEY",
     "OWNER_KEY",
     "SESSION_WORKFLOW_PREFIX",
     "SESSION_WORKFLOW_TYPE",
+    "creates_task_queue",
     "session_id_of",
     "workflow_id_for",
 ]
 
 DEFAULT_TASK_QUEUE = "sandbox-sessions"
+CREATES_QUEUE_SUFFIX = "-creates"
+
+
+def creates_task_queue(task_queue: str) -> str:
+    """The queue a session's sandbox creates run on: beside its own, paced by the server for
+    the whole fleet (`max_task_queue_activities_per_second`), where no eager dispatch skips the
+    pacing (eager activities run only on the workflow's own queue)."""
+    return task_queue + CREATES_QUEUE_SUFFIX
+
+
 SESSION_WORKFLOW_TYPE = "SandboxSession"
 """The session workflow's type name (CONTRACT.md)."""
 SESSION_WORKFLOW_PREFIX = "session-"

@@ -40,10 +40,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from common.errors import ConfigError
 from common.ids import DEFAULT_TASK_QUEUE
-from common.units import DEFAULT_PRICE_PER_SECOND, parse_duration
+from common.units import (
+    DEFAULT_PRICE_PER_SECOND,
+    MAX_DURATION_SECONDS,
+    format_bound,
+    parse_duration,
+)
 
 __all__ = [
     "DEFAULT_DATA_DIR",
+    "DEFAULT_DRAIN_SECONDS",
     "LOOPBACK_NAMES",
     "DEFAULT_PRICE_PER_SECOND",
     "EXTERNAL",
@@ -133,10 +139,34 @@ def host_allowed(
     if len(given) != 1 or (parsed := parse_host(given[0])) is None:
         return False
     name, port = parsed
-    port = port or 80
+    if (name, None) in hosts:
+        return True
+    if port is None:
+        # A browser leaves out the scheme's default port, and behind a TLS-terminating proxy
+        # the server cannot tell which scheme it used: https://x arrives as `Host: x`.
+        return (name in LOOPBACK_NAMES and server_port == 80) or any(
+            (name, default) in hosts for default in (80, 443)
+        )
     if name in LOOPBACK_NAMES and port == server_port:
         return True
-    return (name, port) in hosts or (name, None) in hosts
+    return (name, port) in hosts
+
+
+def _duration_setting(
+    value: Any, name: str, example: str, *, maximum: float = MAX_DURATION_SECONDS
+) -> Any:
+    """A duration variable's value in seconds: text as `parse_duration` reads it, a number as
+    given; refused in one line naming the variable."""
+    if isinstance(value, str):
+        try:
+            return parse_duration(value, maximum=maximum)
+        except ConfigError:
+            raise ValueError(
+                f"{name} must be a duration such as {example}, not {value!r}"
+            ) from None
+    if isinstance(value, int | float) and not 0 < value <= maximum:
+        raise ValueError(f"a duration must be more than zero and at most {format_bound(maximum)}")
+    return value
 
 
 def _env(
@@ -386,8 +416,8 @@ class TelemetrySettings(_Settings):
     )
     metrics_port: int | None = _env(
         "SESSIONS_METRICS_PORT",
-        meaning="serve the Temporal SDK's metrics (and the workflows' own) for Prometheus",
-        shown_default="off (deploy files: 9464)",
+        meaning="serve the Temporal SDK's metrics for Prometheus instead of over OTLP",
+        shown_default="off: OTLP (deploy files too)",
         **_port_rules(),
     )
 
@@ -687,6 +717,14 @@ def _org_sinks(environ: Mapping[str, str]) -> dict[str, dict[str, SecretStr | No
     return orgs
 
 
+DEFAULT_DRAIN_SECONDS = 660.0
+"""A stopping worker's drain: the exec activity's ceiling for a command with the default timeout
+(600 s, the seed's) plus the minute the activity allows for connect and kill
+(`activities.sandbox.EXEC`; tests/deploy holds the two together)."""
+MAX_DRAIN_SECONDS = 25 * 3600.0
+"""A command may be given up to 24 h; its activity an hour more at most."""
+
+
 class WorkerSettings(
     TemporalSettings,
     LedgerSettings,
@@ -724,6 +762,23 @@ class WorkerSettings(
         shown_default="200",
         ge=1,
     )
+    drain_timeout: float = _env(
+        "SESSIONS_DRAIN_TIMEOUT",
+        DEFAULT_DRAIN_SECONDS,
+        meaning="how long a stopping worker (SIGTERM) lets its running activities finish before "
+        "it cancels them; at least the longest command's timeout plus a minute, so a rollout "
+        "never cuts a command short ([docs/deploy.md](docs/deploy.md)); give the pod as long "
+        "plus 30 s (`terminationGracePeriodSeconds`)",
+        expect="a duration such as 11m",
+        shown_default="11m (a command's default 10-minute timeout, plus a minute)",
+    )
+
+    @field_validator("drain_timeout", mode="before")
+    @classmethod
+    def _drain(cls, value: Any) -> Any:
+        return _duration_setting(
+            value, "SESSIONS_DRAIN_TIMEOUT", "11m (at most 25h)", maximum=MAX_DRAIN_SECONDS
+        )
 
 
 class CliSettings(TemporalSettings, LedgerSettings):
@@ -749,16 +804,7 @@ class CliSettings(TemporalSettings, LedgerSettings):
     @field_validator("worker_timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return parse_duration(value)
-            except ConfigError:
-                raise ValueError(
-                    f"SESSIONS_WORKER_TIMEOUT must be a duration such as 10s, not {value!r}"
-                ) from None
-        if isinstance(value, int | float) and not value > 0:
-            raise ValueError("the worker timeout must be more than zero")
-        return value
+        return _duration_setting(value, "SESSIONS_WORKER_TIMEOUT", "10s")
 
 
 class CodecServerSettings(TemporalSettings):

@@ -103,7 +103,12 @@ class Sandbox:
         self.end_at = end
         self.record.end_at = end
 
-    def command_env(self, extra: dict[str, str] | None) -> dict[str, str]:
+    def command_env(
+        self, extra: dict[str, str] | None, *, create_envs: bool = True
+    ) -> dict[str, str]:
+        """A command's environment, as envd builds it: the basics, the template's envs, the
+        envs given at create (`create_envs=False`: not for the template's start command, which
+        on E2B ran when the template was built and was snapshotted running), then its own."""
         env = {
             "PATH": BASE_PATH,
             "HOME": SANDBOX_HOME,
@@ -116,7 +121,8 @@ class Sandbox:
             "E2B_TEMPLATE_ID": self.template.template_id,
         }
         env.update(self.template.envs)
-        env.update(self.envs)
+        if create_envs:
+            env.update(self.envs)
         env.update(extra or {})
         return env
 

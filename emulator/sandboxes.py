@@ -213,11 +213,15 @@ class SandboxManager:
                 target.chmod(0o755)
             await runtime.start()
             if template.start_cmd:
+                # On E2B the start command ran at template build and the sandbox resumes from
+                # that snapshot: it never sees the envs given at create (E2B's docs, "Start &
+                # ready commands"); commands started after create do (envd's /init).
                 await sandbox.start_process(
                     ProcessConfig(
                         cmd="/bin/bash", args=["-l", "-c", template.start_cmd], envs={},
                         cwd=SANDBOX_HOME, tag="start_cmd",
-                    )
+                    ),
+                    env=sandbox.command_env({}, create_envs=False),
                 )  # fmt: skip
         except (RuntimeError_, OSError) as e:
             await runtime.destroy()

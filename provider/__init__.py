@@ -23,6 +23,7 @@ from provider.credentials import (
     org_key_var,
 )
 from provider.errors import (
+    AtCapacity,
     CredentialsMissing,
     ExecTimeout,
     InvalidRequest,
@@ -91,6 +92,7 @@ __all__ = [
     "ProviderUnavailable",
     "ProvisionInput",
     "ProvisionResult",
+    "AtCapacity",
     "RateLimited",
     "ResumeInput",
     "ResumeResult",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 
 RUNNER_LOG = "/tmp/donmai-runner.log"
 RUNNER_PID_FILE = "/tmp/donmai-runner.pid"
@@ -31,6 +32,18 @@ nohup $detach /bin/bash -c {quoted} > {RUNNER_LOG} 2>&1 < /dev/null &
 echo $! > "$pidfile"
 echo "started $!"
 """
+
+
+def launch_env(session_env: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The environment the launch (and so the runner) gets on top of the sandbox's: the
+    session's env vars, always given explicitly.
+
+    E2B's envd applies the envs given at create to every command started later, yet that is not
+    enough: a snapshot pool's sandbox was created for another session (its create-time envs are
+    that session's), and a template's start command ran when the template was built, before any
+    session existed. Per-command envs override the sandbox's, as in envd.
+    """
+    return dict(session_env) if session_env else None
 
 
 def parse_launch(stdout: str) -> tuple[bool, int | None]:

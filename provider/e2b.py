@@ -293,7 +293,9 @@ class E2BSandboxProvider:
             handle, sandbox = await self._create(input)
         runner = None
         if pool.launch_runner_inline:
-            runner = await self._launch_runner(input.org_id, sandbox, pool.runner_command)
+            runner = await self._launch_runner(
+                input.org_id, sandbox, pool.runner_command, env=input.env_vars
+            )
         return ProvisionResult(handle=handle, runner=runner, from_snapshot=bool(pool.snapshot_id))
 
     async def _create(self, input: ProvisionInput) -> tuple[SandboxHandle, AsyncSandbox]:
@@ -370,14 +372,24 @@ class E2BSandboxProvider:
         return handle, sandbox
 
     async def _launch_runner(
-        self, org_id: str, sandbox: AsyncSandbox, command: str
+        self,
+        org_id: str,
+        sandbox: AsyncSandbox,
+        command: str,
+        *,
+        env: dict[str, str] | None = None,
     ) -> RunnerLaunch:
-        """Start the runner detached, unless the pid file names a live one (a retry)."""
+        """Start the runner detached, unless the pid file names a live one (a retry).
+
+        The session's env is given to the launch itself (`_runner.launch_env`): E2B applies
+        create-time envs to later commands, but a snapshot pool's sandbox was created for
+        another session, and a template's start command never sees them at all."""
         # The key is resolved again only for the mapping's scrubbing and hint.
         with self._api(org_id, f"launch runner in sandbox {sandbox.sandbox_id}"):
             try:
                 result = await sandbox.commands.run(
                     _runner.launch_script(command),
+                    envs=_runner.launch_env(env),
                     timeout=_runner.LAUNCH_TIMEOUT_SECONDS,
                     request_timeout=self.settings.request_timeout,
                 )

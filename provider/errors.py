@@ -53,6 +53,13 @@ class RateLimited(ProviderError):
     retryable = True
 
 
+class AtCapacity(ProviderError):
+    """The team already runs as many sandboxes as its plan allows: the create is asked again
+    after `retry_after`, its activity slot free meanwhile."""
+
+    retryable = True
+
+
 class SandboxBusy(ProviderError):
     """E2B answered 409: the sandbox is changing state (pausing, resuming); retry shortly."""
 

@@ -4,11 +4,12 @@ E2B limits each team (API key) to a create rate and a number of sandboxes runnin
 Hobby 1 create/s and 20 running, Pro 5/s and 100; and each run of a sandbox to a maximum
 lifetime (1 h, 24 h), which the session works around by a pause and resume (`TierLimits`).
 `CreateLimiter` paces this process's creates per key (evenly spaced, so no burst can trip
-E2B's own bucket) and holds a create while the team already runs its maximum, asking E2B how
-many run rather than trusting a local count
-(sandboxes end on other workers, by timeout, or by hand). The caller's activity heartbeats
-while it waits. Several worker processes share one key without coordinating: E2B's 429 then
-becomes a retryable `RateLimited` and Temporal retries the activity after `Retry-After`.
+E2B's own bucket) and refuses a create while the team already runs its maximum (`AtCapacity`,
+retried by Temporal a few seconds later, no activity slot held meanwhile), asking E2B how many
+run rather than trusting a local count (sandboxes end on other workers, by timeout, or by
+hand). For the fleet, the worker also asks the server to pace the creates queue
+(`worker.SessionWorker`): every replica's creates together stay within the rate. E2B's 429 stays
+the backstop: a retryable `RateLimited`, retried after `Retry-After`.
 
 Configuration (`common.settings.ProviderSettings`): `E2B_TIER` (`hobby` | `pro`; unset: no
 pacing, only the 429 backstop), `E2B_CREATE_RATE` (creates per second) and `E2B_MAX_CONCURRENT`
@@ -25,13 +26,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from common.settings import ProviderSettings
+from provider.errors import AtCapacity
 
 log = logging.getLogger(__name__)
 
-SLOT_POLL_SECONDS = 1.0
-"""How often a create waiting for a free slot asks E2B again how many sandboxes run."""
+FLEET_HEADROOM = 0.8
+"""The fleet's create rate as a share of E2B's (`TierLimits.fleet_create_rate`)."""
+CAPACITY_RETRY_SECONDS = 3.0
+"""How soon a create refused for capacity is tried again (its activity is retried by Temporal,
+so nothing waits in a worker meanwhile)."""
 
-__all__ = ["TIERS", "CreateLimiter", "TierLimits"]
+__all__ = ["CAPACITY_RETRY_SECONDS", "FLEET_HEADROOM", "TIERS", "CreateLimiter", "TierLimits"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,14 @@ class TierLimits:
                 base.max_lifetime_seconds if lifetime is None else (lifetime or None)
             ),
         )
+
+    @property
+    def fleet_create_rate(self) -> float | None:
+        """The creates per second the whole fleet asks of the server (`FLEET_HEADROOM` below
+        E2B's): the server's bucket and E2B's each allow a burst, and where a burst of one meets
+        the other's empty bucket E2B refuses. Measured with three workers at 2/s: at 100 % two
+        creates in twelve were refused, at 80 % none (tests/reliability/test_fleet_budget.py)."""
+        return self.create_rate * FLEET_HEADROOM if self.create_rate else None
 
     @property
     def enabled(self) -> bool:
@@ -102,22 +115,23 @@ class CreateLimiter:
             state.creating -= 1
 
     async def _wait_for_slot(self, state: _KeyState, running: Callable[[], Awaitable[int]]) -> None:
+        """Take a slot, or raise `AtCapacity`: a create never waits for a sandbox to end
+        inside its activity (that would hold a worker's slot, and one per waiting create)."""
         limit = self.limits.max_concurrent
-        waited = False
-        while True:
-            async with state.lock:
-                # Read before asking: a create finishing during the listing is then counted
-                # twice (harmless), never not at all.
-                in_flight = state.creating
-                if limit is None or await running() + in_flight < limit:
-                    state.creating += 1
-                    if waited:
-                        log.info("a sandbox slot freed up: creating")
-                    return
-            if not waited:
-                log.info("%d sandboxes running (the limit): waiting for one to end", limit)
-                waited = True
-            await asyncio.sleep(SLOT_POLL_SECONDS)
+        async with state.lock:
+            # Read before asking: a create finishing during the listing is then counted
+            # twice (harmless), never not at all.
+            in_flight = state.creating
+            now = 0 if limit is None else await running()
+            if limit is None or now + in_flight < limit:
+                state.creating += 1
+                return
+        raise AtCapacity(
+            f"E2B's limit of {limit} sandboxes running at once is reached ({now} running, "
+            f"{in_flight} being created here): the create is tried again in "
+            f"{CAPACITY_RETRY_SECONDS:g}s",
+            retry_after=CAPACITY_RETRY_SECONDS,
+        )
 
     async def _wait_for_turn(self, state: _KeyState) -> None:
         """Space creates 1/rate apart (a reserved turn, so waiters don't hold the lock)."""

@@ -337,7 +337,9 @@ def emulator(
 @click.option(
     "--launch-runner-inline",
     is_flag=True,
-    help="Start the runner command after provisioning, instead of the template's.",
+    help="Start the runner (donmai agent run) right after provisioning, with the session's "
+    "env: how a donmai-worker sandbox gets its runner (a template's start command never sees "
+    "the session).",
 )
 @click.option(
     "--env",

@@ -154,6 +154,10 @@ async def register_search_attributes(client: Any) -> None:
         )
 
 
+DEV_DRAIN = "30s"
+"""How long Ctrl-C lets the dev worker's running commands finish (SESSIONS_DRAIN_TIMEOUT)."""
+
+
 def dev_server_args() -> list[str]:
     """Extra `temporal server start-dev` arguments for every dev server this project starts
     (`sessions dev`, tests/fixtures/temporal.py, `bench.dispatch_probe`), kept in this one place.
@@ -167,8 +171,19 @@ def dev_server_args() -> list[str]:
       instead of ~2 ms, until ~1 s idle refilled the bucket (`python -m bench.dispatch_probe
       --bare` shows it). It is a rate limit only: which tasks are dispatched, to whom and in
       what order is unchanged; the reader still loads in batches under load.
+    - `matching.numTaskqueue{Read,Write}Partitions=1` (default 4). A task queue's rate limit
+      (`max_task_queue_activities_per_second`, which paces the fleet's E2B creates) is split
+      among its partitions, each with its own bucket: at 4 they hand out tasks in pairs, bursts
+      E2B refuses (tests/reliability/test_fleet_budget.py measured 2 refusals in 12 creates at
+      4 partitions, none at 1). A production cluster should give the creates queue one
+      partition the same way (deploy/temporal/dynamic-config.yaml); the dev server is one
+      process, where partitions spread nothing.
     """
-    dynamic_config = {"history.transferProcessorMaxPollRPS": 1000}
+    dynamic_config = {
+        "history.transferProcessorMaxPollRPS": 1000,
+        "matching.numTaskqueueReadPartitions": 1,
+        "matching.numTaskqueueWritePartitions": 1,
+    }
     return [
         arg
         for key, value in dynamic_config.items()
@@ -243,6 +258,8 @@ class _Dev:
         # The worker signs the notices' one-click links with the inbox's key, and links to it.
         os.environ.setdefault("SESSIONS_WEB_SECRET", dev_web_secret(self.data_dir))
         os.environ.setdefault("SESSIONS_WEB_URL", inbox_url)
+        # Ctrl-C on a laptop should not wait out a deploy's 11-minute drain.
+        os.environ.setdefault("SESSIONS_DRAIN_TIMEOUT", DEV_DRAIN)
         settings = WorkerSettings.load()  # a bad setting stops us before anything starts
         web_settings = WebSettings.load(web_host=opts.host, web_port=opts.web_port)
         login = dev_web_user(web_settings, self.data_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,13 +125,24 @@ def otlp_metrics_export() -> tuple[str, dict[str, str]] | None:
 
 
 def resource() -> Any:
-    """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME, with `session-worker` as the default name."""
-    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+    """OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME, with `session-worker` as the default name
+    and the host name (a pod's name) as the default `service.instance.id`: the collector turns
+    these into Prometheus' `job` and `instance`, so each worker's cumulative series stay apart."""
+    from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 
     res = Resource.create({})
+    defaults = {}
     if str(res.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
-        res = res.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
-    return res
+        defaults[SERVICE_NAME] = DEFAULT_SERVICE_NAME
+    if not res.attributes.get(SERVICE_INSTANCE_ID):
+        defaults[SERVICE_INSTANCE_ID] = socket.gethostname()
+    return res.merge(Resource(defaults)) if defaults else res
+
+
+def service_attributes() -> dict[str, str]:
+    """The resource's `service.*` attributes, for the Temporal runtime's exporter to carry too
+    (the same `job` and `instance` for the SDK's metrics as for ours)."""
+    return {k: str(v) for k, v in resource().attributes.items() if k.startswith("service.")}
 
 
 def build() -> Telemetry:

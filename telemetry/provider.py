@@ -44,6 +44,7 @@ from telemetry.instruments import (
     OUTCOME,
     SANDBOX,
     SESSION,
+    STATE,
     TEMPLATE,
     instruments,
 )
@@ -91,7 +92,7 @@ class TracedProvider:
         handle = result.handle
         bind_sandbox(handle.sandbox_id)
         if self._remember(handle.sandbox_id, handle.template_id, "running") != "running":
-            instruments().sandboxes_running.add(1, {ORG: input.org_id})
+            _count(1, "running", input.org_id)
         return result
 
     async def exec_command(self, input: ExecInput) -> ExecResult:
@@ -125,7 +126,7 @@ class TracedProvider:
         known = self._known.pop(input.ref.sandbox_id, None)
         # A sandbox this worker never saw is most likely running (sessions end by `finish`).
         state = known[1] if known else "running"
-        self._gauge(state).add(-1, {ORG: input.ref.org_id})
+        _count(-1, state, input.ref.org_id)
         return result
 
     async def check(self, input: CheckInput) -> CheckResult:
@@ -135,7 +136,7 @@ class TracedProvider:
         if not result.alive:  # lost: it counts no longer, whatever this worker last saw
             known = self._known.pop(input.ref.sandbox_id, None)
             if known is not None:
-                self._gauge(known[1]).add(-1, {ORG: input.ref.org_id})
+                _count(-1, known[1], input.ref.org_id)
         return result
 
     async def list_sandboxes(
@@ -172,13 +173,8 @@ class TracedProvider:
         if known is not None and before == state:
             return  # already there (a retried pause or resume)
         # Unknown here: another worker saw its last move, which can only be the opposite one.
-        self._gauge(state).add(1, {ORG: ref.org_id})
-        self._gauge("running" if state == "paused" else "paused").add(-1, {ORG: ref.org_id})
-
-    @staticmethod
-    def _gauge(state: str) -> Any:
-        inst = instruments()
-        return inst.sandboxes_paused if state == "paused" else inst.sandboxes_running
+        _count(1, state, ref.org_id)
+        _count(-1, "running" if state == "paused" else "paused", ref.org_id)
 
     async def _call(
         self,
@@ -217,3 +213,8 @@ class TracedProvider:
                 inst.provider_duration.record(
                     time.perf_counter() - started, {OPERATION: operation, OUTCOME: outcome}
                 )
+
+
+def _count(delta: int, state: str, org_id: str) -> None:
+    """Move `sandbox.count` for one org and state (`running` or `paused`)."""
+    instruments().sandbox_count.add(delta, {ORG: org_id, STATE: state})

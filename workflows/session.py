@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
         KEEP_ALIVE,
         PAUSE,
         PROVISION,
+        PROVISION_PACED,
         RESUME,
         TERMINATE,
         SandboxActivities,
@@ -43,7 +44,12 @@ with workflow.unsafe.imports_passed_through():  # also passed through at the wor
     )
     from common.errors import validation_message
     from common.failures import describe_failure
-    from common.ids import CHECK_SANDBOX_SIGNAL, session_id_of, workflow_id_for
+    from common.ids import (
+        CHECK_SANDBOX_SIGNAL,
+        creates_task_queue,
+        session_id_of,
+        workflow_id_for,
+    )
     from ledger import BilledState, CostEvent, NoticeAbout, SegmentEvent, Usage
     from provider.models import (
         CheckInput,
@@ -121,6 +127,9 @@ _NOTIFY_BOUND = timedelta(minutes=10)
 flight is done or given up by then (and a continue-as-new waits no longer for it)."""
 _LEDGER_LOCAL_PATCH = "ledger-local"
 """Since: the ledger writes (`record_segment`, `record_cost`) run as local activities."""
+_CREATES_PATCH = "creates-queue"
+"""Since: the sandbox create (`provision_sandbox`) runs on the creates queue
+(`common.ids.creates_task_queue`), which the server paces for the whole fleet."""
 
 
 class _SessionEnded(Exception):
@@ -273,7 +282,7 @@ class SandboxSession:
                 pool=inp.pool,
                 env_vars=inp.env_vars,
             ),
-            PROVISION,
+            self._provision_config(),
             on_result=self._provisioned,
         )
         workflow.logger.info(
@@ -282,6 +291,13 @@ class SandboxSession:
             result.handle.template_id,
             "launched" if result.runner else "from template",
         )
+
+    def _provision_config(self) -> workflow.ActivityConfig:
+        """The create runs on the fleet's creates queue since `_CREATES_PATCH`, paced there by
+        the server for every worker at once; before, on the session's own queue."""
+        if not workflow.patched(_CREATES_PATCH):
+            return PROVISION
+        return {**PROVISION_PACED, "task_queue": creates_task_queue(workflow.info().task_queue)}
 
     def _provisioned(self, result: ProvisionResult) -> None:
         self._handle = result.handle

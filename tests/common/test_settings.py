@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 
+from activities.sandbox import EXEC
 from common.errors import ConfigError, validation_message
 from common.ids import DEFAULT_TASK_QUEUE
 from common.settings import (  # _Settings, _env: to declare a setting as the module does
@@ -425,3 +426,28 @@ def test_validation_message_names_the_whole_when_the_value_is_no_object() -> Non
     )
     assert SECRET not in validation_message(info.value, whole="event")
     assert validation_message(info.value, whole="event").startswith("event: ")
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("11m", 660.0), ("1h", 3600.0), ("90", 90.0)])
+def test_drain_timeout_is_a_duration(
+    monkeypatch: pytest.MonkeyPatch, value: str, seconds: float
+) -> None:
+    monkeypatch.setenv("SESSIONS_DRAIN_TIMEOUT", value)
+    assert WorkerSettings.load().drain_timeout == seconds
+
+
+def test_drain_timeout_defaults_to_a_command_at_its_default_timeout() -> None:
+    """A rollout lets a command with the default timeout finish (the exec activity's ceiling)."""
+    ceiling = EXEC["start_to_close_timeout"]
+    assert ceiling is not None
+    assert WorkerSettings.load().drain_timeout == ceiling.total_seconds() == 660
+
+
+@pytest.mark.parametrize("value", ["0s", "-1m", "soon", "26h", "inf"])
+def test_drain_timeout_refuses_what_is_no_drain(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SESSIONS_DRAIN_TIMEOUT", value)
+    assert config_error(WorkerSettings) == (
+        f"SESSIONS_DRAIN_TIMEOUT must be a duration such as 11m (at most 25h), not {value!r}"
+    )

@@ -303,11 +303,11 @@ async def test_a_retry_after_a_partial_success_delivers_only_what_is_missing(
 ) -> None:
     notifier = GateNotifier(ledger, both(monkeypatch, receiver, slack_receiver), timeout=TIMEOUT)
     slack_receiver.fail_first = 1
-    before = memory_telemetry.value("sessions.notify.failures", **{"notify.sink": "slack"})
+    before = memory_telemetry.value("session.notify.failures", **{"notify.sink": "slack"})
 
     message = await fails(notifier, notice(), n=1)
     assert message == f"slack webhook to 127.0.0.1:{slack_receiver.port} answered 500"
-    after = memory_telemetry.value("sessions.notify.failures", **{"notify.sink": "slack"})
+    after = memory_telemetry.value("session.notify.failures", **{"notify.sink": "slack"})
     assert after == before + 1
 
     result = await run(notifier, notice(), n=2)
@@ -381,14 +381,14 @@ async def test_a_failing_sink_is_named_by_host_and_cause(
         "redirect": f"webhook to {host} answered 302, a redirect (not followed)",
     }[trouble]
     attrs = {"notify.sink": "webhook", "notify.about": "requested"}
-    before = memory_telemetry.value("sessions.notify.failures", **attrs)
+    before = memory_telemetry.value("session.notify.failures", **attrs)
 
     with caplog.at_level(logging.WARNING):
         assert await fails(GateNotifier(ledger, config, timeout=TIMEOUT), notice()) == expected
     [line] = [r.getMessage() for r in caplog.records if "gate notice" in r.getMessage()]
     assert "attempt 1" in line and "session=s-1" in line and f": {expected} (" in line
     assert "T0KEN" not in line and RECEIVER_SECRET not in line
-    assert memory_telemetry.value("sessions.notify.failures", **attrs) == before + 1
+    assert memory_telemetry.value("session.notify.failures", **attrs) == before + 1
     # The audit row is written all the same; no `notified` row.
     assert [r.event for r in await ledger.gate_events(session_id="s-1")] == ["requested"]
 

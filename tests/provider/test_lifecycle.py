@@ -99,9 +99,9 @@ async def test_failing_runner_launch_is_invalid_and_kills_the_sandbox(
     # /tmp/donmai-runner.pid cannot be written when it is a directory.
     original = sandboxes.provider._launch_runner  # type: ignore[attr-defined]
 
-    async def launch_into_a_broken_tmp(org_id, sandbox, command):  # type: ignore[no-untyped-def]
+    async def launch_into_a_broken_tmp(org_id, sandbox, command, **kw):  # type: ignore[no-untyped-def]
         await sandbox.commands.run(f"mkdir -p {RUNNER_PID_FILE}")
-        return await original(org_id, sandbox, command)
+        return await original(org_id, sandbox, command, **kw)
 
     sandboxes.provider._launch_runner = launch_into_a_broken_tmp  # type: ignore[attr-defined,method-assign]
     with pytest.raises(InvalidRequest, match="runner launch .* exited"):

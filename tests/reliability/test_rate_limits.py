@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
 
 import pytest
 from temporalio.client import WorkflowHandle
@@ -17,11 +16,11 @@ from emulator.testing import EmulatorHandle
 from ledger import Ledger
 from provider import E2BSandboxProvider, StaticCredentialSource
 from provider.limits import TierLimits
-from provider.models import PoolConfig
+from tests.fixtures.reliability import max_in_window, refused_429, start_sessions
 from tests.fixtures.stack import state_is, wait_for
 from tests.fixtures.temporal import result_of
 from worker import build_worker
-from workflows import SandboxSession, SessionInput, workflow_id_for
+from workflows import SandboxSession
 
 RATE = 2.0
 MAX_RUNNING = 3
@@ -75,23 +74,8 @@ async def _run_sessions(
         return (await result_of(handle, timeout=120)).outcome
 
     async with build_worker(client, task_queue=queue, provider=provider, ledger=ledger):
-        handles = [
-            await client.start_workflow(
-                SandboxSession.run,
-                SessionInput(session_id=sid, org_id="acme", pool=PoolConfig(templateId="base")),
-                id=workflow_id_for(sid),
-                task_queue=queue,
-            )
-            for sid in (f"rl-{uuid.uuid4().hex[:10]}" for _ in range(n))
-        ]
+        handles = await start_sessions(client, queue, n, "rl")
         return await asyncio.gather(*(one(h) for h in handles))
-
-
-def _max_in_window(times: list[datetime], seconds: float) -> int:
-    stamps = sorted(t.timestamp() for t in times)
-    return max(
-        (sum(1 for u in stamps[i:] if u - t < seconds) for i, t in enumerate(stamps)), default=0
-    )
 
 
 def _max_overlap(emu: EmulatorHandle, ids: set[str]) -> int:
@@ -104,11 +88,6 @@ def _max_overlap(emu: EmulatorHandle, ids: set[str]) -> int:
         running += step
         peak = max(peak, running)
     return peak
-
-
-def _refused(emu: EmulatorHandle) -> int:
-    """429s E2B's limits (the create rate, the running limit) answered."""
-    return emu.core.governor.refused["create"] + emu.core.governor.refused["running"]
 
 
 @pytest.fixture
@@ -135,8 +114,8 @@ async def test_many_sessions_at_once_stay_within_the_limits(
     )
     elapsed = loop.time() - started
     new = [r for r in emu.records() if r.sandbox_id not in before]
-    refused = _refused(emu)
-    per_second = _max_in_window([r.created_at for r in new], 0.9)
+    refused = refused_429(emu)
+    per_second = max_in_window([r.created_at for r in new], 0.9)
     overlap = _max_overlap(emu, {r.sandbox_id for r in new})
     print(
         f"\nrate limits (limiter on, {RATE:g}/s, {MAX_RUNNING} running): sessions={SESSIONS} "
@@ -157,7 +136,7 @@ async def test_without_the_limiter_the_429s_are_retried_and_nothing_fails(
     """The backstop for workers sharing one key: E2B's 429 is a retryable failure."""
     emu = limited_emulator
     outcomes = await _run_sessions(temporal_client, emu, reliability_ledger, TierLimits(), 5, 2.0)
-    refused = _refused(emu)
+    refused = refused_429(emu)
     print(f"\nrate limits (limiter off): sessions=5 refused_429={refused} outcomes={outcomes}")
     assert refused > 0, "without pacing, E2B refuses creates"
     assert outcomes == ["finished"] * 5

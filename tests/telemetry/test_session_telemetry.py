@@ -27,7 +27,12 @@ from telemetry.instruments import (
     OPERATION,
     ORG,
     OUTCOME,
+    PROVIDER_DURATION,
+    PROVIDER_ERRORS,
     SANDBOX,
+    SANDBOX_COUNT,
+    SANDBOX_TIME,
+    STATE,
     TEMPLATE,
 )
 from tests.fixtures.stack import state_is, wait_for
@@ -101,7 +106,7 @@ async def test_one_session_yields_the_span_tree_and_metrics_equal_to_the_ledger(
     )
     status = await wait_for(handle, state_is("running"), what="running")
     sandbox_id = status.sandbox_id
-    assert mem.value("sandboxes.running", **{ORG: org}) == 1
+    assert mem.value(SANDBOX_COUNT.name, **{ORG: org, STATE: "running"}) == 1
 
     done = await answer(
         handle.execute_update(
@@ -112,8 +117,8 @@ async def test_one_session_yields_the_span_tree_and_metrics_equal_to_the_ledger(
 
     await handle.signal("request_approval", {"gate": "review"})
     await wait_for(handle, state_is("paused"), what="paused at the gate")
-    assert mem.value("sandboxes.paused", **{ORG: org}) == 1
-    assert mem.value("sandboxes.running", **{ORG: org}) == 0
+    assert mem.value(SANDBOX_COUNT.name, **{ORG: org, STATE: "paused"}) == 1
+    assert mem.value(SANDBOX_COUNT.name, **{ORG: org, STATE: "running"}) == 0
     await handle.signal("approve", {"gate": "review", "by": "ana"})
     await wait_for(handle, state_is("running"), what="resumed")
 
@@ -132,10 +137,10 @@ async def test_one_session_yields_the_span_tree_and_metrics_equal_to_the_ledger(
     (row,) = await ledger.events(session_id=session_id)
     labels = {ORG: org, TEMPLATE: "base"}
     assert row.running_seconds > 0 and row.paused_seconds > 0
-    assert mem.value("sandbox.running.seconds", **labels) == row.running_seconds
-    assert mem.value("sandbox.paused.seconds", **labels) == row.paused_seconds
-    assert mem.value("sandboxes.running", **{ORG: org}) == 0
-    assert mem.value("sandboxes.paused", **{ORG: org}) == 0
+    assert mem.value(SANDBOX_TIME.name, **labels, **{STATE: "running"}) == row.running_seconds
+    assert mem.value(SANDBOX_TIME.name, **labels, **{STATE: "paused"}) == row.paused_seconds
+    assert mem.value(SANDBOX_COUNT.name, **{ORG: org}) == 0  # both states back to zero
+    assert mem.value(SANDBOX_COUNT.name, **{ORG: org, STATE: "paused"}) == 0
     # Gate waits, from the workflow's replay-safe meter: one per decision, in seconds.
     session_attrs = {"workflow_type": "SandboxSession"}
     assert len(sdk_metrics.values(GATE_WAIT, **{GATE_OUTCOME: "approved"}, **session_attrs)) == 1
@@ -143,9 +148,9 @@ async def test_one_session_yields_the_span_tree_and_metrics_equal_to_the_ledger(
     assert 1.0 <= timed_out < 30
     for operation, calls in (("provision", 1), ("exec", 1), ("pause", 2), ("resume", 2)):
         assert (
-            mem.count("sandbox.provider.duration", **{OPERATION: operation, OUTCOME: "ok"}) >= calls
+            mem.count(PROVIDER_DURATION.name, **{OPERATION: operation, OUTCOME: "ok"}) >= calls
         ), operation
-    assert mem.count("sandbox.provider.duration", **{OPERATION: "terminate"}) >= 1
+    assert mem.count(PROVIDER_DURATION.name, **{OPERATION: "terminate"}) >= 1
 
     # Traces: client → workflow → activity → E2B call, in one trace.
     spans = mem.spans()
@@ -202,13 +207,13 @@ async def test_a_failed_provider_call_is_an_error_span_and_counted_by_type(
         )
     )
     before = memory_telemetry.value(
-        "sandbox.provider.errors", **{OPERATION: "exec", ERROR_TYPE: "SandboxGone"}
+        PROVIDER_ERRORS.name, **{OPERATION: "exec", ERROR_TYPE: "SandboxGone"}
     )
     ref = SandboxRef(org_id="acme", sandbox_id=f"gone{uuid.uuid4().hex[:8]}")
     with pytest.raises(SandboxGone):
         await provider.exec_command(ExecInput(ref=ref, command="true"))
     after = memory_telemetry.value(
-        "sandbox.provider.errors", **{OPERATION: "exec", ERROR_TYPE: "SandboxGone"}
+        PROVIDER_ERRORS.name, **{OPERATION: "exec", ERROR_TYPE: "SandboxGone"}
     )
     assert after == before + 1
     (span,) = [s for s in memory_telemetry.spans() if attr(s, SANDBOX) == ref.sandbox_id]
@@ -216,7 +221,7 @@ async def test_a_failed_provider_call_is_an_error_span_and_counted_by_type(
     assert attr(span, OUTCOME) == attr(span, ERROR_TYPE) == "SandboxGone"
     assert (
         memory_telemetry.count(
-            "sandbox.provider.duration", **{OPERATION: "exec", OUTCOME: "SandboxGone"}
+            PROVIDER_DURATION.name, **{OPERATION: "exec", OUTCOME: "SandboxGone"}
         )
         >= 1
     )

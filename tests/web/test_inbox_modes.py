@@ -216,6 +216,12 @@ async def test_behind_https_the_cookies_are_secure_and_hsts_is_sent(web_stack: W
         settings, client=web_stack.client, key=web_stack.key, ledger_url=web_stack.ledger_url
     )
     async with serving_http(app) as url, httpx.AsyncClient(base_url=url) as http:
+        # Behind a TLS-terminating ingress the browser's `Host` carries no port.
+        assert (await http.get("/login", headers={"host": "inbox.example.com"})).status_code == 200
+        assert (
+            await http.get("/login", headers={"host": "inbox.example.com:8443"})
+        ).status_code == 421
+        assert (await http.get("/login", headers={"host": "evil.example.com"})).status_code == 421
         host = {"host": "inbox.example.com:443"}
         page = await http.get("/login", headers=host)
         assert page.status_code == 200
