@@ -307,8 +307,8 @@ def test_kubernetes_validate_rejects_a_misspelt_field(tmp_path):
         ),
         (
             "k8s/monitoring/prometheusrule.yaml",
-            "rate(temporal_activity_schedule_to_start_latency_seconds_bucket[5m])",
-            "rate(temporal_activity_schedule_to_start_latency_bucket[5m])",
+            "rate(temporal_activity_schedule_to_start_latency_seconds_bucket{",
+            "rate(temporal_activity_schedule_to_start_latency_bucket{",
             "alert ActivityScheduleToStartHigh: unknown metric temporal_activity_schedule_to_start",
         ),
         (
