@@ -26,6 +26,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent))  # check_monitoring.py,
 from check_monitoring import check_monitoring  # noqa: E402
 
 import common.settings  # noqa: E402
+from common.errors import ConfigError  # noqa: E402
 from common.ids import CREATES_QUEUE_SUFFIX  # noqa: E402
 from common.settings import (  # noqa: E402
     DEFAULT_DRAIN_SECONDS,
@@ -157,7 +158,7 @@ def check_grace(where: str, grace: float, drain: str | None) -> list[str]:
     the drain covers a command at its default timeout: a rollout must not cut one short."""
     try:
         seconds = parse_duration(drain) if drain else DEFAULT_DRAIN_SECONDS
-    except Exception as err:  # noqa: BLE001 - ConfigError names the value
+    except ConfigError as err:  # names the value
         return [f"{where}: SESSIONS_DRAIN_TIMEOUT: {err}"]
     problems = []
     if seconds < DEFAULT_DRAIN_SECONDS:
@@ -528,7 +529,7 @@ def _dockerfile_steps(text: str) -> list[tuple[str, str]]:
     for line in text.splitlines():
         if not current and (not line.strip() or line.lstrip().startswith("#")):
             continue
-        current += line.rstrip().rstrip("\\") + " "
+        current += line.rstrip().rstrip("\\").strip() + " "
         if not line.rstrip().endswith("\\"):
             op, _, args = current.strip().partition(" ")
             steps.append((op.upper(), args.strip()))

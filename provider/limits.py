@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from common.settings import ProviderSettings
 from provider.errors import AtCapacity
-
-log = logging.getLogger(__name__)
 
 FLEET_HEADROOM = 0.8
 """The fleet's create rate as a share of E2B's (`TierLimits.fleet_create_rate`)."""

@@ -4,7 +4,6 @@ on holds: non-root image, graceful drain, probes, a PDB, no secret in the Config
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ import yaml
 from activities.sandbox import EXEC
 from common.settings import DEFAULT_DRAIN_SECONDS
 from common.units import parse_duration
+from tests.deploy.scripts import dockerfile_steps, load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -30,19 +30,6 @@ def _run(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Com
     return subprocess.run(
         [str(a) for a in args], capture_output=True, text=True, timeout=60, env=env
     )
-
-
-def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    joined, current = [], ""
-    for line in dockerfile.read_text().splitlines():
-        if not current and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        current += line.rstrip("\\").strip() + " "
-        if not line.rstrip().endswith("\\"):
-            joined.append(current.strip())
-            current = ""
-    return [(i.split(None, 1)[0].upper(), i.split(None, 1)[1]) for i in joined]
 
 
 def _k8s(name: str, kind: str) -> dict:
@@ -355,7 +342,7 @@ def _stages(dockerfile: Path) -> dict[str, list[tuple[str, str]]]:
     """Each stage's instructions, by its name (`FROM ... AS name`); the last one is "final"."""
     stages: dict[str, list[tuple[str, str]]] = {}
     current: list[tuple[str, str]] = []
-    for op, args in _instructions(dockerfile):
+    for op, args in dockerfile_steps(dockerfile):
         if op == "FROM":
             current = [(op, args)]
             words = args.split()
@@ -368,7 +355,7 @@ def _stages(dockerfile: Path) -> dict[str, list[tuple[str, str]]]:
 
 
 def test_worker_image_is_multi_stage_pinned_and_runs_as_non_root():
-    steps = _instructions(DEPLOY / "worker.Dockerfile")
+    steps = dockerfile_steps(DEPLOY / "worker.Dockerfile")
     bases = [args.split()[0] for op, args in steps if op == "FROM"]
     images = [b for b in bases if ":" in b]
     assert len(bases) >= 2 and all(b.startswith("python:3.11.") and "-slim" in b for b in images)
@@ -483,19 +470,11 @@ def test_keda_scales_on_the_sandbox_sessions_backlog_and_never_next_to_the_hpa()
     assert not {"hpa.yaml", "scaledobject.yaml"} & set(overlays["base"])
 
 
-def _check_deploy_module():
-    spec = importlib.util.spec_from_file_location("check_deploy", DEPLOY / "check_deploy.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_memory_sizing_follows_the_measured_bench_figures():
     """check_deploy's arithmetic uses the figures of bench/results/parked-10000.json."""
     measured = json.loads((ROOT / "bench" / "results" / "parked-10000.json").read_text())
     cache = measured["parked"]["default_cache"]
-    check = _check_deploy_module()
+    check = load_script(DEPLOY / "check_deploy.py")
     assert check.IDLE_RSS_KIB == cache["rss_kib"]["idle"]
     assert check.RSS_KIB_PER_CACHED_SESSION == cache["rss_growth_kib_per_cached_session"]
     full = check.worker_working_set_mib(cache["cached_parked_sessions"])
@@ -559,7 +538,7 @@ def test_the_worker_image_installs_the_hash_locked_dependencies_only():
 
 
 def test_e2b_template_installs_the_pinned_donmai_and_has_no_start_command():
-    steps = _instructions(DEPLOY / "e2b" / "e2b.Dockerfile")
+    steps = dockerfile_steps(DEPLOY / "e2b" / "e2b.Dockerfile")
     (base,) = [args for op, args in steps if op == "FROM"]
     assert base.startswith("e2bdev/code-interpreter@sha256:")
     assert ("ARG", "DONMAI_VERSION=v0.11.0") in steps and ("ARG", "DONMAI_SHA256=") in steps

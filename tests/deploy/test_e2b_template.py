@@ -6,7 +6,6 @@ start command, without contacting E2B."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,28 +15,22 @@ from types import ModuleType
 
 import pytest
 
+from tests.deploy.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[2]
 E2B_DIR = ROOT / "deploy" / "e2b"
 DOCKERFILE = E2B_DIR / "e2b.Dockerfile"
 SHA = "ab" * 32
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def template() -> ModuleType:
-    return _load("donmai_template", E2B_DIR / "template.py")
+    return load_script(E2B_DIR / "template.py")
 
 
 @pytest.fixture(scope="module")
 def check_deploy() -> ModuleType:
-    return _load("check_deploy_for_e2b", ROOT / "deploy" / "check_deploy.py")
+    return load_script(ROOT / "deploy" / "check_deploy.py")
 
 
 # --- the download step -------------------------------------------------------------------------
