@@ -236,7 +236,8 @@ class Campaign:
             finally:
                 gate.release()
 
-        passes = asyncio.create_task(self.reconcile_every(self.cfg.reconcile_every))
+        stop_passes = asyncio.Event()
+        passes = asyncio.create_task(self.reconcile_every(self.cfg.reconcile_every, stop_passes))
         for plan in plans:
             await gate.acquire()
             if plan.index in kill_at:
@@ -245,9 +246,10 @@ class Campaign:
             tasks.append(asyncio.create_task(one(plan)))
         await asyncio.gather(*tasks)
         await asyncio.gather(*killers)
-        passes.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await passes
+        # A pass under way runs to its end: cancelled while waiting for its result, it would
+        # leave its reconciler run going behind the checks.
+        stop_passes.set()
+        await passes
         self.figures["live_sandboxes_at_the_end"] = len(self.stack.emu.live_sandboxes())
         await self.reconcile()
         await Checks(self).run()
@@ -265,11 +267,15 @@ class Campaign:
         self.write_sends()
         return report
 
-    async def reconcile_every(self, seconds: float) -> None:
+    async def reconcile_every(self, seconds: float, stop: asyncio.Event) -> None:
         """The reconciler's Schedule, compressed: a pass every few seconds while sessions run
-        (shorter than any fuzz sandbox's timeout, as a deployment's interval must be)."""
+        (shorter than any fuzz sandbox's timeout, as a deployment's interval must be), until
+        `stop` is set."""
         while True:
-            await asyncio.sleep(seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds)
+            if stop.is_set():
+                return
             await self.reconcile()
 
     async def reconcile(self) -> None:
