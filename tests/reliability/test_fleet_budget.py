@@ -157,8 +157,9 @@ async def test_three_workers_never_create_faster_than_the_fleet_rate(
     # its rate: no second holds more than that, however many workers run.
     burst = math.ceil(fleet_rate) + 1
     assert busiest <= burst + math.ceil(fleet_rate), busiest
+    # From the first create to the last, less a second for the first create's own lag.
     span = (max(created) - min(created)).total_seconds()
-    assert span >= (SESSIONS - burst - 1) / fleet_rate, span
+    assert span >= (SESSIONS - burst - 2) / fleet_rate, span
     assert emu.live_sandboxes() == []
 
 
